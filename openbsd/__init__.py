@@ -1,0 +1,59 @@
+"""OpenBSD configuration text for a cross-cloud-vpn gateway.
+
+Pure functions of plain values: nothing here imports Pulumi, so each renderer is tested
+against the real parsers (``iked -n``) and reused by the local rehearsal.
+"""
+
+from .bootstrap import (
+    REMOTE_SHELL,
+    ConfigFile,
+    ParsedBootstrap,
+    parse_bootstrap,
+    render_bootstrap,
+    render_read_pubkey_script,
+    render_tunnel_check_script,
+)
+from .gateway import GatewaySpec, RenderedGateway, normalize_public_key, render_gateway
+from .iked import (
+    DEFAULT_CHILD_PROPOSALS,
+    DEFAULT_DPD_INTERVAL,
+    DEFAULT_IKE_PROPOSAL,
+    MIN_PSK_LENGTH,
+    IkedGateway,
+    PskAuth,
+    PubkeyAuth,
+    Role,
+    peer_pubkey_path,
+    proposal_problems,
+    psk_problem_text,
+    render_iked_conf,
+)
+from .pf import PfGateway, render_pf_conf
+
+__all__ = [
+    "DEFAULT_CHILD_PROPOSALS",
+    "DEFAULT_DPD_INTERVAL",
+    "DEFAULT_IKE_PROPOSAL",
+    "MIN_PSK_LENGTH",
+    "REMOTE_SHELL",
+    "ConfigFile",
+    "GatewaySpec",
+    "IkedGateway",
+    "ParsedBootstrap",
+    "PfGateway",
+    "PskAuth",
+    "PubkeyAuth",
+    "RenderedGateway",
+    "Role",
+    "normalize_public_key",
+    "parse_bootstrap",
+    "peer_pubkey_path",
+    "proposal_problems",
+    "psk_problem_text",
+    "render_bootstrap",
+    "render_gateway",
+    "render_iked_conf",
+    "render_pf_conf",
+    "render_read_pubkey_script",
+    "render_tunnel_check_script",
+]

@@ -1,0 +1,607 @@
+"""The stack's configuration: read, checked as a whole, and turned into immutable settings.
+
+:func:`parse_settings` is pure: it takes the raw values Pulumi hands a program (every key of
+the project's namespace, objects as JSON text) and the set of keys that were stored as
+secrets, and returns :class:`StackSettings` or raises :class:`ConfigProblems` listing every
+problem at once, each naming the key and the value. :func:`load_settings` wraps it for a
+running Pulumi program and turns the problems into one ``pulumi.RunError`` before any
+resource is registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Literal, TypeVar, cast
+
+from cross_cloud_vpn.openbsd import (
+    DEFAULT_CHILD_PROPOSALS,
+    DEFAULT_DPD_INTERVAL,
+    DEFAULT_IKE_PROPOSAL,
+    proposal_problems,
+    psk_problem_text,
+)
+
+PROJECT = "cross-cloud-vpn"
+#: The smallest gateway subnet: Azure and AWS both reserve the first four and the last
+#: address, and the gateway takes host number :data:`GATEWAY_HOST_INDEX`.
+MAX_GATEWAY_PREFIX = 28
+GATEWAY_HOST_INDEX = 10
+TEST_VM_HOST_INDEX = 20
+
+Role = Literal["active", "passive"]
+AuthMode = Literal["pubkey", "psk"]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value that never shows in a repr, a log line or an exception."""
+
+    value: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return "[secret]"
+
+
+@dataclass(frozen=True)
+class AwsTestVm:
+    instance_type: str
+    ami_owner: str
+    ami_name_filter: str
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    region: str
+    vpc_cidr: str
+    gateway_subnet_cidr: str
+    workload_subnet_cidrs: tuple[str, ...]
+    availability_zone: str | None
+    instance_type: str
+    ami_id: str | None
+    ami_owner: str | None
+    ami_name_filter: str | None
+    admin_user: str
+    test_vm: AwsTestVm | None
+
+    @property
+    def gateway_private_ip(self) -> str:
+        return host_address(self.gateway_subnet_cidr, GATEWAY_HOST_INDEX)
+
+
+@dataclass(frozen=True)
+class AzureTestVm:
+    vm_size: str
+    image_publisher: str
+    image_offer: str
+    image_sku: str
+    image_version: str
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    location: str
+    resource_group_name: str
+    vnet_cidr: str
+    gateway_subnet_cidr: str
+    workload_subnet_cidrs: tuple[str, ...]
+    vm_size: str
+    image_id: str
+    admin_user: str
+    test_vm: AzureTestVm | None
+
+    @property
+    def gateway_private_ip(self) -> str:
+        return host_address(self.gateway_subnet_cidr, GATEWAY_HOST_INDEX)
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    ssh_public_key: str
+    ssh_private_key: Secret
+    admin_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TunnelSettings:
+    auth_mode: AuthMode
+    psk: Secret | None
+    ike_proposal: str
+    child_proposals: tuple[str, ...]
+    dpd_interval: int
+    aws_role: Role
+    azure_role: Role
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    prefix: str
+    aws: AwsSettings
+    azure: AzureSettings
+    access: AccessSettings
+    tunnel: TunnelSettings
+    tags: Mapping[str, str]
+
+
+class ConfigProblems(ValueError):
+    """Every problem found in a stack's config, reported together."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the stack config "
+            f"(nothing was created):\n{listed}"
+        )
+
+
+def host_address(cidr: str, index: int) -> str:
+    """The ``index``-th address of ``cidr`` (0 is the network address)."""
+    return str(ipaddress.IPv4Network(cidr)[index])
+
+
+# --- the schema: every key, with its default (None: required; ... : optional) -------------
+
+_TOP_KEYS = (
+    "prefix", "tags", "aws", "azure", "sshPublicKey", "sshPrivateKey", "adminCidrs",
+    "allowSshFromAnywhere", "tunnel", "psk",
+)
+_AWS_KEYS = (
+    "region", "vpcCidr", "gatewaySubnetCidr", "workloadSubnetCidrs", "availabilityZone",
+    "instanceType", "amiId", "amiOwner", "amiNameFilter", "adminUser", "testVm",
+)
+_AWS_TEST_VM_KEYS = ("instanceType", "amiOwner", "amiNameFilter")
+_AZURE_KEYS = (
+    "location", "resourceGroupName", "vnetCidr", "gatewaySubnetCidr", "workloadSubnetCidrs",
+    "vmSize", "imageId", "adminUser", "testVm",
+)
+_AZURE_TEST_VM_KEYS = ("vmSize", "imagePublisher", "imageOffer", "imageSku", "imageVersion")
+_TUNNEL_KEYS = ("authMode", "ikeProposal", "childProposals", "dpdInterval", "awsRole", "azureRole")
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads typed values out of raw config, collecting problems instead of raising."""
+
+    def __init__(self, values: Mapping[str, str], secret_keys: Collection[str]) -> None:
+        self.problems: list[str] = []
+        self.secret_keys = set(secret_keys)
+        self.top: dict[str, Any] = {}
+        for full_key, raw in values.items():
+            namespace, _, key = full_key.partition(":")
+            if namespace != PROJECT:
+                continue
+            self.top[key] = raw
+        self._check_unknown(self.top, _TOP_KEYS, "")
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    @staticmethod
+    def name(key: str) -> str:
+        return f"{PROJECT}:{key}"
+
+    def _check_unknown(self, obj: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
+        for key in obj:
+            if key not in known:
+                by_lower = {k.lower(): k for k in known}
+                matches = difflib.get_close_matches(key.lower(), by_lower, n=1, cutoff=0.6)
+                close = [by_lower[m] for m in matches]
+                hint = f"; did you mean '{self.name(prefix + close[0])}'?" if close else (
+                    f"; known keys here: {', '.join(known)}"
+                )
+                self.problem(f"unknown config key '{self.name(prefix + key)}'{hint}")
+
+    def obj(self, key: str, known: tuple[str, ...], parent: Mapping[str, Any] | None = None,
+            prefix: str = "") -> dict[str, Any] | None:
+        source = self.top if parent is None else parent
+        raw = source.get(key)
+        if raw is None:
+            return None
+        value: Any = raw
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        if not isinstance(value, dict):
+            self.problem(f"'{self.name(prefix + key)}' must be an object with keys "
+                         f"{', '.join(known)}, got {raw!r}")
+            return None
+        self._check_unknown(value, known, f"{prefix}{key}.")
+        return value
+
+    def get(self, source: Mapping[str, Any], key: str, kind: type[T], default: T | None,
+            full: str) -> T | None:
+        raw = source.get(key)
+        if raw is None:
+            return default
+        value: Any = raw
+        if kind is not str and isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        if kind is int and isinstance(value, bool):
+            value = None
+        if not isinstance(value, kind):
+            self.problem(f"'{self.name(full)}' must be {_kind_name(kind)}, got {raw!r}")
+            return default
+        return value
+
+    def required(self, source: Mapping[str, Any], key: str, full: str, how: str) -> str | None:
+        value = self.get(source, key, str, None, full)
+        if value is None or not value.strip():
+            self.problem(f"'{self.name(full)}' is required: {how}")
+            return None
+        return value.strip()
+
+    def str_list(self, source: Mapping[str, Any], key: str, full: str,
+                 default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        raw = source.get(key)
+        if raw is None:
+            if default is None:
+                self.problem(f"'{self.name(full)}' is required: a list of one or more values")
+                return ()
+            return default
+        value: Any = raw
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = [raw]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+            self.problem(f"'{self.name(full)}' must be a non-empty list of strings, got {raw!r}")
+            return default or ()
+        return tuple(v.strip() for v in value)
+
+    def choice(self, source: Mapping[str, Any], key: str, full: str, choices: tuple[str, ...],
+               default: str) -> str:
+        value = self.get(source, key, str, default, full) or default
+        if value not in choices:
+            self.problem(f"'{self.name(full)}' is {value!r}; use one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def secret(self, key: str, how: str, required: bool) -> Secret | None:
+        raw = self.top.get(key)
+        if raw is None or not str(raw).strip():
+            if required:
+                self.problem(f"'{self.name(key)}' is required: {how}")
+            return None
+        if self.name(key) not in self.secret_keys:
+            self.problem(
+                f"'{self.name(key)}' is stored in plain text; store it as a secret: {how}"
+            )
+        return Secret(str(raw))
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}.get(
+        kind, kind.__name__
+    )
+
+
+def _cidr(reader: _Reader, value: str | None, key: str) -> str | None:
+    """A valid IPv4 network, or None after recording why not."""
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.IPv4Network(value, strict=True))
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        reader.problem(
+            f"'{reader.name(key)}' is {value!r}, not an IPv4 CIDR; write it like '10.0.0.0/16'"
+        )
+        return None
+    reader.problem(
+        f"'{reader.name(key)}' is {value!r}, which has host bits set; "
+        f"did you mean '{loose}'?"
+    )
+    return None
+
+
+def _cidrs(reader: _Reader, values: tuple[str, ...], key: str) -> tuple[str, ...]:
+    checked = [_cidr(reader, v, f"{key}[{i}]") for i, v in enumerate(values)]
+    return tuple(c for c in checked if c is not None)
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_RG_NAME = re.compile(r"^[-\w.()]{1,89}[-\w()]$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def _site_networks(
+    reader: _Reader, side: str, raw: Mapping[str, Any], net_key: str
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    net = _cidr(reader, reader.required(raw, net_key, f"{side}.{net_key}",
+                                        "the address space to create, like '10.10.0.0/16'"),
+                f"{side}.{net_key}")
+    gw = _cidr(reader, reader.required(raw, "gatewaySubnetCidr", f"{side}.gatewaySubnetCidr",
+                                       "the gateway's subnet, like '10.10.0.0/24'"),
+               f"{side}.gatewaySubnetCidr")
+    workloads = _cidrs(reader, reader.str_list(raw, "workloadSubnetCidrs",
+                                               f"{side}.workloadSubnetCidrs"),
+                       f"{side}.workloadSubnetCidrs")
+    if gw is not None and ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX:
+        reader.problem(
+            f"'{reader.name(side + '.gatewaySubnetCidr')}' is {gw!r}; a gateway subnet must be "
+            f"/{MAX_GATEWAY_PREFIX} or larger (the gateway takes host .{GATEWAY_HOST_INDEX})"
+        )
+    if net is not None:
+        outer = ipaddress.IPv4Network(net)
+        labelled = [(f"{side}.gatewaySubnetCidr", gw)] + [
+            (f"{side}.workloadSubnetCidrs[{i}]", w) for i, w in enumerate(workloads)
+        ]
+        for key, sub in labelled:
+            if sub is not None and not ipaddress.IPv4Network(sub).subnet_of(outer):
+                reader.problem(
+                    f"'{reader.name(key)}' is {sub!r}, outside '{reader.name(side + '.' + net_key)}'"
+                    f" {net!r}; pick a subnet inside it"
+                )
+    subnets = [(f"{side}.gatewaySubnetCidr", gw)] + [
+        (f"{side}.workloadSubnetCidrs[{i}]", w) for i, w in enumerate(workloads)
+    ]
+    for (ka, a), (kb, b) in combinations([(k, v) for k, v in subnets if v is not None], 2):
+        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
+            reader.problem(
+                f"'{reader.name(ka)}' {a!r} overlaps '{reader.name(kb)}' {b!r}; subnets must not overlap"
+            )
+    return net, gw, workloads
+
+
+def _parse_aws(reader: _Reader) -> AwsSettings | None:
+    raw = reader.obj("aws", _AWS_KEYS)
+    if raw is None:
+        reader.problem(f"'{reader.name('aws')}' is required: the AWS side (see Pulumi.dev.yaml)")
+        return None
+    region = reader.required(raw, "region", "aws.region", "an AWS region like 'eu-west-1'")
+    vpc, gw, workloads = _site_networks(reader, "aws", raw, "vpcCidr")
+    ami_id = reader.get(raw, "amiId", str, None, "aws.amiId")
+    owner = reader.get(raw, "amiOwner", str, None, "aws.amiOwner")
+    name_filter = reader.get(raw, "amiNameFilter", str, None, "aws.amiNameFilter")
+    if ami_id and (owner or name_filter):
+        reader.problem(
+            f"'{reader.name('aws.amiId')}' is {ami_id!r} and an AMI lookup "
+            f"('{reader.name('aws.amiOwner')}'/'{reader.name('aws.amiNameFilter')}') is set too; keep one"
+        )
+    elif not ami_id and not (owner and name_filter):
+        reader.problem(
+            f"the OpenBSD image is missing: set '{reader.name('aws.amiId')}' (ami-...) or both "
+            f"'{reader.name('aws.amiOwner')}' and '{reader.name('aws.amiNameFilter')}' "
+            f"(got owner={owner!r}, filter={name_filter!r})"
+        )
+    if ami_id and not re.fullmatch(r"ami-[0-9a-f]{8,17}", ami_id):
+        reader.problem(f"'{reader.name('aws.amiId')}' is {ami_id!r}; an AMI id looks like 'ami-0abc1234'")
+    admin_user = reader.get(raw, "adminUser", str, "ec2-user", "aws.adminUser") or "ec2-user"
+    if not _USER.fullmatch(admin_user):
+        reader.problem(f"'{reader.name('aws.adminUser')}' is {admin_user!r}, not a valid user name")
+    test_vm = None
+    tv = reader.obj("testVm", _AWS_TEST_VM_KEYS, raw, "aws.") if raw.get("testVm") not in (
+        None, False, "false") else None
+    if tv is not None:
+        test_vm = AwsTestVm(
+            instance_type=reader.get(tv, "instanceType", str, "t3.micro", "aws.testVm.instanceType")
+            or "t3.micro",
+            ami_owner=reader.get(tv, "amiOwner", str, "136693071363", "aws.testVm.amiOwner")
+            or "136693071363",
+            ami_name_filter=reader.get(tv, "amiNameFilter", str, "debian-12-amd64-*",
+                                       "aws.testVm.amiNameFilter") or "debian-12-amd64-*",
+        )
+    if region is None or vpc is None or gw is None or not workloads:
+        return None
+    return AwsSettings(
+        region=region,
+        vpc_cidr=vpc,
+        gateway_subnet_cidr=gw,
+        workload_subnet_cidrs=workloads,
+        availability_zone=reader.get(raw, "availabilityZone", str, None, "aws.availabilityZone"),
+        instance_type=reader.get(raw, "instanceType", str, "t3.small", "aws.instanceType") or "t3.small",
+        ami_id=ami_id,
+        ami_owner=owner,
+        ami_name_filter=name_filter,
+        admin_user=admin_user,
+        test_vm=test_vm,
+    )
+
+
+def _parse_azure(reader: _Reader) -> AzureSettings | None:
+    raw = reader.obj("azure", _AZURE_KEYS)
+    if raw is None:
+        reader.problem(f"'{reader.name('azure')}' is required: the Azure side (see Pulumi.dev.yaml)")
+        return None
+    location = reader.required(raw, "location", "azure.location", "an Azure location like 'westeurope'")
+    rg = reader.required(raw, "resourceGroupName", "azure.resourceGroupName",
+                         "the resource group to create, like 'ccvpn-dev'")
+    if rg is not None and not _RG_NAME.fullmatch(rg):
+        reader.problem(f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: use letters, digits, "
+                       "'-', '_', '.', '(' and ')', not ending in '.'")
+    vnet, gw, workloads = _site_networks(reader, "azure", raw, "vnetCidr")
+    image_id = reader.required(
+        raw, "imageId", "azure.imageId",
+        "the id of your OpenBSD managed image or gallery image version "
+        "(/subscriptions/.../images/... or .../galleries/.../versions/...)",
+    )
+    if image_id is not None and not image_id.lower().startswith("/subscriptions/"):
+        reader.problem(f"'{reader.name('azure.imageId')}' is {image_id!r}; an image id starts "
+                       "with '/subscriptions/'")
+    admin_user = reader.get(raw, "adminUser", str, "azure-user", "azure.adminUser") or "azure-user"
+    if not _USER.fullmatch(admin_user):
+        reader.problem(f"'{reader.name('azure.adminUser')}' is {admin_user!r}, not a valid user name")
+    test_vm = None
+    tv = reader.obj("testVm", _AZURE_TEST_VM_KEYS, raw, "azure.") if raw.get("testVm") not in (
+        None, False, "false") else None
+    if tv is not None:
+        def tget(key: str, default: str) -> str:
+            return reader.get(tv, key, str, default, f"azure.testVm.{key}") or default
+
+        test_vm = AzureTestVm(
+            vm_size=tget("vmSize", "Standard_B1s"),
+            image_publisher=tget("imagePublisher", "Debian"),
+            image_offer=tget("imageOffer", "debian-12"),
+            image_sku=tget("imageSku", "12-gen2"),
+            image_version=tget("imageVersion", "latest"),
+        )
+    if location is None or rg is None or vnet is None or gw is None or not workloads or not image_id:
+        return None
+    return AzureSettings(
+        location=location,
+        resource_group_name=rg,
+        vnet_cidr=vnet,
+        gateway_subnet_cidr=gw,
+        workload_subnet_cidrs=workloads,
+        vm_size=reader.get(raw, "vmSize", str, "Standard_B2s", "azure.vmSize") or "Standard_B2s",
+        image_id=image_id,
+        admin_user=admin_user,
+        test_vm=test_vm,
+    )
+
+
+def _parse_access(reader: _Reader) -> AccessSettings | None:
+    how_pub = "pulumi config set sshPublicKey \"$(cat ~/.ssh/id_rsa.pub)\""
+    pub = reader.required(reader.top, "sshPublicKey", "sshPublicKey", how_pub)
+    if pub is not None and not pub.startswith("ssh-rsa "):
+        reader.problem(
+            f"'{reader.name('sshPublicKey')}' starts with {pub.split(' ')[0]!r}; Azure takes only RSA "
+            "keys, so use an 'ssh-rsa ...' key (ssh-keygen -t rsa -b 4096)"
+        )
+    private = reader.secret(
+        "sshPrivateKey", "pulumi config set --secret sshPrivateKey < ~/.ssh/id_rsa", required=True
+    )
+    if private is not None and "PRIVATE KEY-----" not in private.value:
+        reader.problem(f"'{reader.name('sshPrivateKey')}' is not a PEM/OpenSSH private key "
+                       "(no '-----BEGIN ... PRIVATE KEY-----' line)")
+    admin = _cidrs(reader, reader.str_list(reader.top, "adminCidrs", "adminCidrs"), "adminCidrs")
+    anywhere = reader.get(reader.top, "allowSshFromAnywhere", bool, False, "allowSshFromAnywhere")
+    for i, cidr in enumerate(admin):
+        if ipaddress.IPv4Network(cidr).prefixlen == 0 and not anywhere:
+            reader.problem(
+                f"'{reader.name(f'adminCidrs[{i}]')}' is {cidr!r}, which opens SSH to the whole "
+                f"internet; name your own network, or set '{reader.name('allowSshFromAnywhere')}' "
+                "to true if you really mean it"
+            )
+    if pub is None or private is None or not admin:
+        return None
+    return AccessSettings(ssh_public_key=pub, ssh_private_key=private, admin_cidrs=admin)
+
+
+def _parse_tunnel(reader: _Reader) -> TunnelSettings:
+    raw = reader.obj("tunnel", _TUNNEL_KEYS) or {}
+    mode = cast(AuthMode, reader.choice(raw, "authMode", "tunnel.authMode", ("pubkey", "psk"), "pubkey"))
+    psk_how = "pulumi config set --secret psk \"$(openssl rand -base64 32)\""
+    psk = reader.secret("psk", psk_how, required=mode == "psk")
+    if mode == "pubkey" and psk is not None:
+        reader.problem(f"'{reader.name('psk')}' is set but '{reader.name('tunnel.authMode')}' is "
+                       "'pubkey'; remove the psk or set authMode to 'psk'")
+    if mode == "psk" and psk is not None:
+        why = psk_problem_text(psk.value)
+        if why:
+            reader.problem(f"'{reader.name('psk')}' {why} ({psk_how})")
+    ike = (reader.get(raw, "ikeProposal", str, DEFAULT_IKE_PROPOSAL, "tunnel.ikeProposal")
+           or DEFAULT_IKE_PROPOSAL)
+    for why in proposal_problems(ike, "ike"):
+        reader.problem(f"'{reader.name('tunnel.ikeProposal')}' is {ike!r}: {why}")
+    children = reader.str_list(raw, "childProposals", "tunnel.childProposals", DEFAULT_CHILD_PROPOSALS)
+    for i, child in enumerate(children):
+        for why in proposal_problems(child, "child"):
+            reader.problem(f"'{reader.name(f'tunnel.childProposals[{i}]')}' is {child!r}: {why}")
+    dpd = reader.get(raw, "dpdInterval", int, DEFAULT_DPD_INTERVAL, "tunnel.dpdInterval")
+    if dpd is None or not 0 <= dpd <= 3600:
+        reader.problem(f"'{reader.name('tunnel.dpdInterval')}' is {dpd!r}; use 0 (off) to 3600 seconds")
+        dpd = DEFAULT_DPD_INTERVAL
+    roles = ("active", "passive")
+    aws_role = cast(Role, reader.choice(raw, "awsRole", "tunnel.awsRole", roles, "active"))
+    azure_role = cast(Role, reader.choice(raw, "azureRole", "tunnel.azureRole", roles, "active"))
+    if aws_role == azure_role == "passive":
+        reader.problem(f"'{reader.name('tunnel.awsRole')}' and '{reader.name('tunnel.azureRole')}' are "
+                       "both 'passive': no side would start the tunnel; keep at least one 'active'")
+    return TunnelSettings(
+        auth_mode=mode, psk=psk, ike_proposal=ike, child_proposals=children, dpd_interval=dpd,
+        aws_role=aws_role, azure_role=azure_role,
+    )
+
+
+def _check_sides_apart(reader: _Reader, aws: AwsSettings | None, azure: AzureSettings | None) -> None:
+    if aws is None or azure is None:
+        return
+    aws_nets = [("aws.vpcCidr", aws.vpc_cidr), ("aws.gatewaySubnetCidr", aws.gateway_subnet_cidr)] + [
+        (f"aws.workloadSubnetCidrs[{i}]", c) for i, c in enumerate(aws.workload_subnet_cidrs)
+    ]
+    azure_nets = [("azure.vnetCidr", azure.vnet_cidr),
+                  ("azure.gatewaySubnetCidr", azure.gateway_subnet_cidr)] + [
+        (f"azure.workloadSubnetCidrs[{i}]", c) for i, c in enumerate(azure.workload_subnet_cidrs)
+    ]
+    for ka, a in aws_nets:
+        for kb, b in azure_nets:
+            if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
+                reader.problem(
+                    f"'{reader.name(ka)}' {a!r} overlaps '{reader.name(kb)}' {b!r}: the two sides "
+                    "must use separate address ranges, or traffic cannot be routed between them"
+                )
+
+
+def parse_settings(
+    values: Mapping[str, str], secret_keys: Collection[str], stack: str = "dev"
+) -> StackSettings:
+    """Check the whole config at once; raise :class:`ConfigProblems` listing every problem."""
+    reader = _Reader(values, secret_keys)
+    prefix = reader.get(reader.top, "prefix", str, None, "prefix") or f"ccvpn-{stack}".lower()[:20]
+    if not _NAME.fullmatch(prefix):
+        reader.problem(f"'{reader.name('prefix')}' is {prefix!r}; use 1-20 lowercase letters, digits "
+                       "and '-', starting with a letter (it starts every resource name)")
+    tags_raw = _tags(reader)
+    aws = _parse_aws(reader)
+    azure = _parse_azure(reader)
+    access = _parse_access(reader)
+    tunnel = _parse_tunnel(reader)
+    _check_sides_apart(reader, aws, azure)
+    if reader.problems:
+        raise ConfigProblems(reader.problems)
+    assert aws is not None and azure is not None and access is not None
+    return StackSettings(prefix=prefix, aws=aws, azure=azure, access=access, tunnel=tunnel,
+                         tags={"project": PROJECT, "stack": stack, **tags_raw})
+
+
+def _tags(reader: _Reader) -> dict[str, str]:
+    raw = reader.top.get("tags")
+    if raw is None:
+        return {}
+    value: Any = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        reader.problem(f"'{reader.name('tags')}' must be an object of string values, got {raw!r}")
+        return {}
+    return {str(k): v for k, v in value.items()}
+
+
+def load_settings() -> StackSettings:
+    """Read this Pulumi program's config; one ``pulumi.RunError`` lists every problem."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    # The language host hands config over with set_all_config (older hosts: environment).
+    values: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = {
+        key for key in values
+        if runtime_config.is_config_secret(key)
+        or key in runtime_config.get_config_secret_keys_env()
+    }
+    try:
+        return parse_settings(values, secret_keys, pulumi.get_stack())
+    except ConfigProblems as err:
+        raise pulumi.RunError(str(err)) from None

@@ -1,0 +1,121 @@
+"""Everything one gateway receives, rendered from the plain values of both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .bootstrap import ConfigFile, render_bootstrap
+from .iked import (
+    DEFAULT_CHILD_PROPOSALS,
+    DEFAULT_DPD_INTERVAL,
+    DEFAULT_IKE_PROPOSAL,
+    IKED_CONF_MODE,
+    IKED_CONF_PATH,
+    IkedGateway,
+    PskAuth,
+    PubkeyAuth,
+    Role,
+    peer_pubkey_path,
+    render_iked_conf,
+)
+from .pf import PF_CONF_MODE, PF_CONF_PATH, PfGateway, render_pf_conf
+from .system import HOSTNAME_ENC0_PATH, render_hostname_enc0, render_sysctl_lines
+
+_PEM_BEGIN = "-----BEGIN PUBLIC KEY-----"
+_PEM_END = "-----END PUBLIC KEY-----"
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    """One gateway, described by its own values and its peer's.
+
+    ``peer_public_key`` is the PEM the peer gateway printed from ``/etc/iked/local.pub``
+    (pubkey mode); it is ignored in PSK mode.
+    """
+
+    site: str
+    peer_site: str
+    private_ip: str
+    public_ip: str
+    peer_public_ip: str
+    local_cidrs: Sequence[str]
+    remote_cidrs: Sequence[str]
+    admin_cidrs: Sequence[str]
+    auth: PubkeyAuth | PskAuth
+    peer_public_key: str | None = field(default=None, repr=False)
+    role: Role = "active"
+    ike_proposal: str = DEFAULT_IKE_PROPOSAL
+    child_proposals: Sequence[str] = DEFAULT_CHILD_PROPOSALS
+    dpd_interval: int = DEFAULT_DPD_INTERVAL
+
+
+@dataclass(frozen=True)
+class RenderedGateway:
+    """The text pushed to one gateway. ``bootstrap`` holds every file, so it is what runs."""
+
+    iked_conf: str = field(repr=False)
+    pf_conf: str
+    files: tuple[ConfigFile, ...]
+    sysctl_lines: tuple[str, ...]
+    bootstrap: str = field(repr=False)
+
+
+def normalize_public_key(pem: str, site: str) -> str:
+    """The peer's PEM public key, trimmed; a clear error when it is not one."""
+    text = pem.strip()
+    if not (text.startswith(_PEM_BEGIN) and text.endswith(_PEM_END)):
+        raise ValueError(
+            f"the {site} gateway's /etc/iked/local.pub is not a PEM public key "
+            f"(it starts with {text[:30]!r}); check iked's key on that host"
+        )
+    return text + "\n"
+
+
+def render_gateway(spec: GatewaySpec) -> RenderedGateway:
+    """Render iked.conf, pf.conf, the peer's key file and the bootstrap for one gateway."""
+    iked_conf = render_iked_conf(
+        IkedGateway(
+            policy_name=f"{spec.site}-to-{spec.peer_site}",
+            local_private_ip=spec.private_ip,
+            local_public_ip=spec.public_ip,
+            peer_public_ip=spec.peer_public_ip,
+            local_cidrs=spec.local_cidrs,
+            remote_cidrs=spec.remote_cidrs,
+            auth=spec.auth,
+            role=spec.role,
+            ike_proposal=spec.ike_proposal,
+            child_proposals=spec.child_proposals,
+            dpd_interval=spec.dpd_interval,
+        )
+    )
+    pf_conf = render_pf_conf(
+        PfGateway(
+            private_ip=spec.private_ip,
+            peer_public_ip=spec.peer_public_ip,
+            local_cidrs=spec.local_cidrs,
+            remote_cidrs=spec.remote_cidrs,
+            admin_cidrs=spec.admin_cidrs,
+        )
+    )
+    files = [ConfigFile(IKED_CONF_PATH, iked_conf, IKED_CONF_MODE, check="iked -n -f {path}")]
+    if isinstance(spec.auth, PubkeyAuth):
+        if spec.peer_public_key is None:
+            raise ValueError(f"pubkey mode needs the {spec.peer_site} gateway's public key")
+        files.append(
+            ConfigFile(
+                peer_pubkey_path(spec.peer_public_ip),
+                normalize_public_key(spec.peer_public_key, spec.peer_site),
+                0o644,
+            )
+        )
+    files.append(ConfigFile(PF_CONF_PATH, pf_conf, PF_CONF_MODE, check="pfctl -nf {path}"))
+    files.append(ConfigFile(HOSTNAME_ENC0_PATH, render_hostname_enc0(), 0o640))
+    sysctl_lines = render_sysctl_lines()
+    return RenderedGateway(
+        iked_conf=iked_conf,
+        pf_conf=pf_conf,
+        files=tuple(files),
+        sysctl_lines=sysctl_lines,
+        bootstrap=render_bootstrap(files, sysctl_lines),
+    )
