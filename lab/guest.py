@@ -29,6 +29,7 @@ Topology (all namespaces inside the guest, IPv6 off everywhere)::
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -50,11 +51,32 @@ from .plan import IKED_CONF, PUBKEY_DIR, GatewayPlan, LabPlan, PushedFile
 PROGRESS_MARK = "@@LAB@@ "
 RESULT_MARK = "@@LABDONE@@"
 RUN = Path("/run/lab")
-MODULES = (
-    "ipv6 af_key esp4 xfrm_user xfrm4_tunnel tunnel4 veth authenc gcm ctr ghash-generic cbc "
-    "sha512_generic hmac echainiv seqiv ip_tables iptable_nat iptable_filter xt_nat xt_policy "
-    "xt_comment xt_u32 xt_tcpudp"
-).split()
+MODULES = [
+    "ipv6",
+    "af_key",
+    "esp4",
+    "xfrm_user",
+    "xfrm4_tunnel",
+    "tunnel4",
+    "veth",
+    "authenc",
+    "gcm",
+    "ctr",
+    "ghash-generic",
+    "cbc",
+    "sha512_generic",
+    "hmac",
+    "echainiv",
+    "seqiv",
+    "ip_tables",
+    "iptable_nat",
+    "iptable_filter",
+    "xt_nat",
+    "xt_policy",
+    "xt_comment",
+    "xt_u32",
+    "xt_tcpudp",
+]
 IPT = "iptables-legacy"
 UML_MODULES = Path("/usr/lib/uml/modules")
 TRANSIT = ("169.254.100.0/30", "169.254.101.0/30")
@@ -92,7 +114,9 @@ def log(msg: str) -> None:
 def run(cmd: Sequence[str], *, ns: str | None = None, check: bool = True, input: str | None = None) -> str:
     full = (["ip", "netns", "exec", ns] if ns else []) + list(cmd)
     p = subprocess.run(full, capture_output=True, text=True, input=input)
-    log(f"$ {' '.join(full)} -> {p.returncode}" + (f"\n{p.stdout}{p.stderr}".rstrip() if p.returncode else ""))
+    log(
+        f"$ {' '.join(full)} -> {p.returncode}" + (f"\n{p.stdout}{p.stderr}".rstrip() if p.returncode else "")
+    )
     if check and p.returncode != 0:
         raise RuntimeError(f"command failed ({p.returncode}): {' '.join(full)}\n{p.stdout}{p.stderr}")
     return p.stdout
@@ -219,10 +243,26 @@ def build_edge(side: Side) -> None:
     addr(side.gw, "wan", f"{g.private_ip}/{subnet.prefixlen}")
     run(["ip", "-n", side.gw, "route", "add", "default", "via", router])
     # 1:1 NAT, like the Elastic IP / Azure public IP
-    run([IPT, "-t", "nat", "-A", "PREROUTING", "-d", g.public_ip, "-j", "DNAT", "--to-destination",
-         g.private_ip], ns=side.edge)
-    run([IPT, "-t", "nat", "-A", "POSTROUTING", "-s", g.private_ip, "-j", "SNAT", "--to-source",
-         g.public_ip], ns=side.edge)
+    run(
+        [
+            IPT,
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            g.public_ip,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            g.private_ip,
+        ],
+        ns=side.edge,
+    )
+    run(
+        [IPT, "-t", "nat", "-A", "POSTROUTING", "-s", g.private_ip, "-j", "SNAT", "--to-source", g.public_ip],
+        ns=side.edge,
+    )
 
 
 def sync_hosts(side: Side) -> list[str]:
@@ -258,8 +298,30 @@ def guard_rules(side: Side) -> None:
     run([IPT, "-Z", "FORWARD"], ns=side.gw)
     for local in side.plan.workload_cidrs:
         for remote in side.peer.workload_cidrs:
-            run([IPT, "-A", "FORWARD", "-s", local, "-d", remote, "-m", "policy", "--dir", "out",
-                 "--pol", "none", "-m", "comment", "--comment", "guard", "-j", "DROP"], ns=side.gw)
+            run(
+                [
+                    IPT,
+                    "-A",
+                    "FORWARD",
+                    "-s",
+                    local,
+                    "-d",
+                    remote,
+                    "-m",
+                    "policy",
+                    "--dir",
+                    "out",
+                    "--pol",
+                    "none",
+                    "-m",
+                    "comment",
+                    "--comment",
+                    "guard",
+                    "-j",
+                    "DROP",
+                ],
+                ns=side.gw,
+            )
 
 
 def ipt_counts(ns: str, chain: str = "FORWARD", table: str = "filter") -> dict[str, int]:
@@ -312,14 +374,23 @@ def write_file(path: Path, content: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def install_iked_files(side: Side, private_pem: str, public_pem: str,
-                       override: dict[str, PushedFile] | None = None) -> None:
+def install_iked_files(
+    side: Side, private_pem: str, public_pem: str, override: dict[str, PushedFile] | None = None
+) -> None:
     """(Re)write the gateway's /etc/iked tree and its iked.conf from the plan."""
     tree = side.tree
     if tree.exists():
         subprocess.run(["rm", "-rf", str(tree)], check=True)
-    for sub in ("ca", "certs", "crls", "private", "pubkeys/ipv4", "pubkeys/ipv6", "pubkeys/fqdn",
-                "pubkeys/ufqdn"):
+    for sub in (
+        "ca",
+        "certs",
+        "crls",
+        "private",
+        "pubkeys/ipv4",
+        "pubkeys/ipv6",
+        "pubkeys/fqdn",
+        "pubkeys/ufqdn",
+    ):
         (tree / sub).mkdir(parents=True, exist_ok=True)
     (tree / "private").chmod(0o700)
     write_file(tree / "private" / "local.key", private_pem, 0o600)
@@ -343,7 +414,10 @@ def start_iked(side: Side, logdir: Path) -> None:
     logf.flush()
     side.iked = subprocess.Popen(
         ["ip", "netns", "exec", side.gw, "unshare", "-m", "--propagation", "private", "sh", "-c", script],
-        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     logf.close()
     log(f"iked {side.gw} started pid {side.iked.pid}")
@@ -359,10 +433,8 @@ def stop_proc(p: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> N
     try:
         p.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         p.wait(timeout=5)
 
 
@@ -414,9 +486,26 @@ def flush_xfrm(ns: str) -> None:
 def first_reply(ns: str, dst: str, timeout: float) -> float | None:
     """Ping every 0.1 s until one echo is answered; the wall-clock time of the answer."""
     p = subprocess.run(
-        ["ip", "netns", "exec", ns, "ping", "-n", "-D", "-c", "1", "-i", "0.1", "-W", "1",
-         "-w", str(int(timeout)), dst],
-        capture_output=True, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-n",
+            "-D",
+            "-c",
+            "1",
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            "-w",
+            str(int(timeout)),
+            dst,
+        ],
+        capture_output=True,
+        text=True,
     )
     m = re.search(r"^\[(\d+\.\d+)\] \d+ bytes from", p.stdout, re.M)
     return float(m.group(1)) if m else None
@@ -424,8 +513,24 @@ def first_reply(ns: str, dst: str, timeout: float) -> float | None:
 
 def ping_count(ns: str, dst: str, count: int, interval: float = 0.2) -> tuple[int, int]:
     p = subprocess.run(
-        ["ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", "2", dst],
-        capture_output=True, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            str(count),
+            "-i",
+            str(interval),
+            "-W",
+            "2",
+            dst,
+        ],
+        capture_output=True,
+        text=True,
     )
     m = re.search(r"(\d+) packets transmitted, (\d+) received", p.stdout)
     log(f"ping {ns} -> {dst}: {p.stdout.strip().splitlines()[-2:] if p.stdout else p.stderr}")
@@ -437,7 +542,9 @@ def ping_many(jobs: Sequence[tuple[str, str]], count: int = 3) -> list[tuple[int
     procs = [
         subprocess.Popen(
             ["ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "2", dst],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         for ns, dst in jobs
     ]
@@ -536,6 +643,9 @@ class Rehearsal:
     def inet(self) -> dict[str, int]:
         return ipt_counts("inet")
 
+    def iked_log(self, side: Side) -> Path:
+        return self.logdir / f"iked-{side.plan.name}.log"
+
     def tunnel_keys(self, side: Side) -> tuple[str, str]:
         return self.keys[side.plan.name]
 
@@ -553,8 +663,13 @@ class Rehearsal:
             guard_rules(s)
         inet_counters()
         for s in self.sides:
-            pub = subprocess.run(["openssl", "rsa", "-pubout"], input=s.plan.private_key_pem,
-                                 capture_output=True, text=True, check=True).stdout
+            pub = subprocess.run(
+                ["openssl", "rsa", "-pubout"],
+                input=s.plan.private_key_pem,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             self.keys[s.plan.name] = (s.plan.private_key_pem, pub)
             install_iked_files(s, *self.keys[s.plan.name])
         progress("waiting for the warm-up iked")
@@ -567,18 +682,40 @@ class Rehearsal:
         stop_iked(warm)
         run(["ip", "netns", "del", warm.gw], check=False)
         self.tcpdump = subprocess.Popen(
-            ["ip", "netns", "exec", "inet", "tcpdump", "-i", "to-a", "-n", "-U", "-Z", "root", "-w",
-             str(self.pcap), "ip and not (udp port 500 or udp port 4500 or esp)"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                "inet",
+                "tcpdump",
+                "-i",
+                "to-a",
+                "-n",
+                "-U",
+                "-Z",
+                "root",
+                "-w",
+                str(self.pcap),
+                "ip and not (udp port 500 or udp port 4500 or esp)",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def start_warmup(self) -> Side:
         a = self.sides[0]
         warm_plan = GatewayPlan(
-            name="warmup", public_ip="192.0.2.1", private_ip="192.0.2.2", gateway_subnet="192.0.2.0/24",
+            name="warmup",
+            public_ip="192.0.2.1",
+            private_ip="192.0.2.2",
+            gateway_subnet="192.0.2.0/24",
             workload_cidrs=("192.0.2.0/24",),
-            files={IKED_CONF: PushedFile(
-                'ikev2 "warmup" passive esp from 192.0.2.1 to 192.0.2.3 psk "warmup"\n', 0o600)},
+            files={
+                IKED_CONF: PushedFile(
+                    'ikev2 "warmup" passive esp from 192.0.2.1 to 192.0.2.3 psk "warmup"\n', 0o600
+                )
+            },
             private_key_pem=a.plan.private_key_pem,
         )
         ws = Side(0, warm_plan, a.peer, gw="warm")
@@ -631,12 +768,16 @@ class Rehearsal:
             ts = first_reply(ns_a, ip_b, RESTART_TIMEOUT)
             each[s.plan.name] = None if ts is None else round(ts - t0, 2)
             if ts is None:
-                self.fail(f"pings did not flow again within {RESTART_TIMEOUT:.0f}s of restarting {s.plan.name}")
+                self.fail(
+                    f"pings did not flow again within {RESTART_TIMEOUT:.0f}s of restarting {s.plan.name}"
+                )
             else:
                 progress(f"pings flow again {ts - t0:.2f}s after restarting {s.plan.name}")
         self.result["restart_s_each"] = each
         vals = list(each.values())
-        self.result["restart_s"] = None if any(v is None for v in vals) else max(v for v in vals if v is not None)
+        self.result["restart_s"] = (
+            None if any(v is None for v in vals) else max(v for v in vals if v is not None)
+        )
 
     def wrong_key(self) -> None:
         a, b = self.sides
@@ -650,7 +791,7 @@ class Rehearsal:
             conf = a.plan.files[IKED_CONF]
             text, n = re.subn(r'psk\s+"([^"]*)"', lambda m: f'psk "{m.group(1)}-lab-wrong"', conf.content)
             if n == 0:
-                self.fail("psk mode but no psk \"...\" in iked.conf to change")
+                self.fail('psk mode but no psk "..." in iked.conf to change')
                 return
             override[IKED_CONF] = PushedFile(text, conf.mode)
             what = f"the lab changed the psk in {a.plan.name}'s iked.conf"
@@ -661,6 +802,7 @@ class Rehearsal:
         install_iked_files(a, *self.tunnel_keys(a), override=override)
         before = self.inet()
         g_before = [guard_drops(s) for s in self.sides]
+        marks = {s.plan.name: self.iked_log(s).stat().st_size for s in self.sides}
         self.start_both()
         time.sleep(WRONG_KEY_SETTLE)
         (ns_a, ip_a), (ns_b, ip_b) = self.first_hosts()
@@ -674,6 +816,15 @@ class Rehearsal:
         self.result["wrong_key_cleartext"] = clear
         self.result["wrong_key_ike_packets"] = after.get("ike", 0) - before.get("ike", 0)
         self.result["wrong_key_guard_drops"] = sum(guard_drops(s) for s in self.sides) - sum(g_before)
+        rejected = []
+        for s in self.sides:
+            with self.iked_log(s).open("rb") as fh:
+                fh.seek(marks[s.plan.name])
+                if b"authentication failed" in fh.read():
+                    rejected.append(s.plan.name)
+        self.result["wrong_key_auth_failed"] = rejected
+        if not rejected:
+            self.fail("wrong key: neither iked logged 'authentication failed'")
         progress(f"wrong key: {delivered} pings delivered, {sas} child SAs, {clear} cleartext packets")
         if delivered:
             self.fail(f"wrong key: {delivered} pings delivered")
@@ -728,7 +879,8 @@ class Rehearsal:
             time.sleep(0.5)
             stop_proc(self.tcpdump, signal.SIGINT)
         counts = self.inet()
-        pcap_clear, pcap_icmp = pcap_cleartext(self.pcap)
+        pcap_clear, pcap_icmp_ike = pcap_cleartext(self.pcap)
+        self.result["icmp_errors_about_ike_tcpdump"] = pcap_icmp_ike
         self.result["cleartext_iptables"] = counts.get("cleartext", 0)
         self.result["cleartext_tcpdump"] = pcap_clear
         self.result["cleartext"] = max(counts.get("cleartext", 0), pcap_clear)

@@ -9,6 +9,7 @@ Pass ``keep_logs=True`` to keep the ``logs/`` folder (console, guest log, iked l
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -42,7 +43,15 @@ TOOLS: dict[str, str] = {
     "unshare": "util-linux",
 }
 SEARCH_PATH = os.pathsep.join(
-    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    [
+        os.environ.get("PATH", ""),
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ]
 )
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TIMEOUT = 900.0
@@ -101,14 +110,10 @@ def _reader(stream: IO[bytes], out: queue.Queue[str | None], sink: IO[bytes]) ->
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def run_rehearsal(
@@ -149,14 +154,27 @@ def run_rehearsal(
         init_path.chmod(0o755)
         umid = rundir.name
         cmd = [
-            _tool("linux.uml"), "mem=512M", "rootfstype=hostfs", "rw", f"init={init_path}",
-            "con=null", "ssl=null", "con0=null,fd:1", f"umid={umid}", f"uml_dir={rundir}", "quiet",
+            _tool("linux.uml"),
+            "mem=512M",
+            "rootfstype=hostfs",
+            "rw",
+            f"init={init_path}",
+            "con=null",
+            "ssl=null",
+            "con0=null,fd:1",
+            f"umid={umid}",
+            f"uml_dir={rundir}",
+            "quiet",
         ]
         progress(f"booting user-mode-linux ({plan.auth_mode} mode)")
         with (logdir / "console.log").open("wb") as console:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=rundir,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=rundir,
             )
             assert proc.stdout is not None
             lines: queue.Queue[str | None] = queue.Queue()

@@ -36,8 +36,12 @@ needs_lab = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason()
 
 
 def render_iked_conf(
-    name: str, local: dict[str, str], peer: dict[str, str], local_cidrs: tuple[str, ...],
-    peer_cidrs: tuple[str, ...], auth: str,
+    name: str,
+    local: dict[str, str],
+    peer: dict[str, str],
+    local_cidrs: tuple[str, ...],
+    peer_cidrs: tuple[str, ...],
+    auth: str,
 ) -> str:
     flows = " \\\n".join(f"\tfrom {lc} to {pc}" for lc in local_cidrs for pc in peer_cidrs)
     return (
@@ -56,13 +60,21 @@ def render_iked_conf(
 
 def render_pf_conf(local_cidrs: tuple[str, ...], peer_cidrs: tuple[str, ...]) -> str:
     return "".join(
-        f"block out quick from {lc} to {pc} flags any  # unless IPsec\n" for lc in local_cidrs for pc in peer_cidrs
+        f"block out quick from {lc} to {pc} flags any  # unless IPsec\n"
+        for lc in local_cidrs
+        for pc in peer_cidrs
     )
 
 
 def gateway(
-    name: str, me: dict[str, str], other: dict[str, str], cidrs: tuple[str, ...], other_cidrs: tuple[str, ...],
-    auth_mode: str, my_key: tuple[str, str], other_pub: str,
+    name: str,
+    me: dict[str, str],
+    other: dict[str, str],
+    cidrs: tuple[str, ...],
+    other_cidrs: tuple[str, ...],
+    auth_mode: str,
+    my_key: tuple[str, str],
+    other_pub: str,
 ) -> GatewayPlan:
     auth = "rsa" if auth_mode == "pubkey" else f'psk "{PSK}"'
     files = {
@@ -75,7 +87,11 @@ def gateway(
     if auth_mode == "pubkey":
         files[f"/etc/iked/pubkeys/ipv4/{other['public_ip']}"] = PushedFile(other_pub, 0o644)
     return GatewayPlan(
-        name=name, workload_cidrs=cidrs, files=files, private_key_pem=my_key[0], **me,
+        name=name,
+        workload_cidrs=cidrs,
+        files=files,
+        private_key_pem=my_key[0],
+        **me,
     )
 
 
@@ -95,7 +111,10 @@ def make_plan(auth_mode: str, n_aws: int, n_azure: int, change: tuple[int, int] 
         )
 
     return LabPlan(
-        auth_mode=auth_mode, gateways=pair(n_aws, n_azure), changed=pair(*change) if change else None, pings=10
+        auth_mode=auth_mode,
+        gateways=pair(n_aws, n_azure),
+        changed=pair(*change) if change else None,
+        pings=10,
     )
 
 
@@ -118,8 +137,13 @@ def test_plan_problems_are_reported() -> None:
     plan = make_plan("pubkey", 1, 1, None)
     a, b = plan.gateways
     bad = GatewayPlan(
-        name=a.name, public_ip=a.public_ip, private_ip="10.99.0.1", gateway_subnet=a.gateway_subnet,
-        workload_cidrs=b.workload_cidrs, files={}, private_key_pem=a.private_key_pem,
+        name=a.name,
+        public_ip=a.public_ip,
+        private_ip="10.99.0.1",
+        gateway_subnet=a.gateway_subnet,
+        workload_cidrs=b.workload_cidrs,
+        files={},
+        private_key_pem=a.private_key_pem,
     )
     problems = LabPlan(auth_mode="pubkey", gateways=(bad, b), changed=None).problems()
     assert any("not inside gateway_subnet" in p for p in problems)
