@@ -1,0 +1,204 @@
+"""The AWS side: a VPC with an OpenBSD gateway behind an Elastic IP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from .site import host_cidr
+
+
+@dataclass(frozen=True)
+class AwsTestVmArgs:
+    """A small Linux VM in the first workload subnet, to ping across the tunnel."""
+
+    ami_id: pulumi.Input[str]
+    private_ip: str
+    instance_type: str = "t3.micro"
+
+
+@dataclass(frozen=True)
+class AwsSiteArgs:
+    """Everything :class:`AwsSite` builds from. CIDRs are plain strings, known at preview."""
+
+    vpc_cidr: str
+    gateway_subnet_cidr: str
+    workload_subnet_cidrs: Sequence[str]
+    remote_cidrs: Sequence[str]
+    """The peer's networks: routed to the gateway, allowed through its security group."""
+    admin_cidrs: Sequence[str]
+    ssh_public_key: str
+    ami_id: pulumi.Input[str]
+    gateway_private_ip: str
+    instance_type: str = "t3.small"
+    admin_user: str = "ec2-user"
+    availability_zone: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    test_vm: AwsTestVmArgs | None = None
+
+
+class AwsSite(pulumi.ComponentResource):
+    """VPC, subnets, routes, security group, Elastic IP and the OpenBSD gateway instance."""
+
+    site: str = "aws"
+    admin_user: str
+    public_ip: pulumi.Output[str]
+    gateway_private_ip: pulumi.Output[str]
+    cidrs: pulumi.Output[list[str]]
+    instance_id: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    test_vm_private_ip: pulumi.Output[str | None]
+    gateway: pulumi.Resource
+
+    def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cross-cloud-vpn:aws:Site", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.admin_user = args.admin_user
+        tags = dict(args.tags)
+
+        def tagged(suffix: str) -> dict[str, str]:
+            return {**tags, "Name": f"{name}-{suffix}"}
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc", cidr_block=args.vpc_cidr, enable_dns_support=True,
+            enable_dns_hostnames=True, tags=tagged("vpc"), opts=child,
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tagged("igw"), opts=child)
+
+        gateway_subnet = aws.ec2.Subnet(
+            f"{name}-gateway", vpc_id=vpc.id, cidr_block=args.gateway_subnet_cidr,
+            availability_zone=args.availability_zone, map_public_ip_on_launch=False,
+            tags=tagged("gateway"), opts=child,
+        )
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tagged("public"), opts=child)
+        aws.ec2.Route(
+            f"{name}-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id, opts=child,
+        )
+        aws.ec2.RouteTableAssociation(
+            f"{name}-gateway", subnet_id=gateway_subnet.id, route_table_id=public_rt.id, opts=child
+        )
+
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-gateway", vpc_id=vpc.id, tags=tagged("gateway"),
+            description="cross-cloud-vpn gateway: SSH from admins, forwarded traffic; IKE/ESP added per peer",
+            opts=child,
+        )
+        for i, cidr in enumerate(args.admin_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-ssh-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=22, to_port=22,
+                cidr_ipv4=cidr, description="SSH from an admin network", opts=child,
+            )
+        forwarded = [*args.workload_subnet_cidrs, *args.remote_cidrs]
+        for i, cidr in enumerate(forwarded):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-forward-{i}", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4=cidr,
+                description="traffic the gateway forwards between the sites", opts=child,
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-egress", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
+            description="all outbound", opts=child,
+        )
+
+        key = aws.ec2.KeyPair(f"{name}-key", public_key=args.ssh_public_key, tags=tagged("key"), opts=child)
+        instance = aws.ec2.Instance(
+            f"{name}-gateway",
+            ami=args.ami_id,
+            instance_type=args.instance_type,
+            subnet_id=gateway_subnet.id,
+            private_ip=args.gateway_private_ip,
+            vpc_security_group_ids=[sg.id],
+            key_name=key.key_name,
+            # The gateway forwards packets that are neither from nor to itself.
+            source_dest_check=False,
+            # OpenBSD's cloud agents read instance metadata with IMDSv1.
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "optional"},
+            root_block_device={"encrypted": True, "volume_type": "gp3"},
+            tags=tagged("gateway"),
+            opts=child,
+        )
+        eip = aws.ec2.Eip(f"{name}-gateway", domain="vpc", tags=tagged("gateway"), opts=child)
+        association = aws.ec2.EipAssociation(
+            f"{name}-gateway", allocation_id=eip.allocation_id, instance_id=instance.id, opts=child
+        )
+
+        workload_rt = aws.ec2.RouteTable(
+            f"{name}-workload", vpc_id=vpc.id, tags=tagged("workload"), opts=child
+        )
+        for i, cidr in enumerate(args.remote_cidrs):
+            aws.ec2.Route(
+                f"{name}-to-remote-{i}", route_table_id=workload_rt.id, destination_cidr_block=cidr,
+                network_interface_id=instance.primary_network_interface_id, opts=child,
+            )
+        subnets = []
+        for i, cidr in enumerate(args.workload_subnet_cidrs):
+            subnet = aws.ec2.Subnet(
+                f"{name}-workload-{i}", vpc_id=vpc.id, cidr_block=cidr,
+                availability_zone=args.availability_zone, tags=tagged(f"workload-{i}"), opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-workload-{i}", subnet_id=subnet.id, route_table_id=workload_rt.id, opts=child
+            )
+            subnets.append(subnet)
+
+        self.test_vm_private_ip = pulumi.Output.from_input(None)
+        if args.test_vm is not None:
+            vm_sg = aws.ec2.SecurityGroup(
+                f"{name}-test-vm", vpc_id=vpc.id, tags=tagged("test-vm"),
+                description="cross-cloud-vpn test VM: anything from both sites' networks", opts=child,
+            )
+            for i, cidr in enumerate([args.gateway_subnet_cidr, *forwarded]):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-test-vm-{i}", security_group_id=vm_sg.id, ip_protocol="-1", cidr_ipv4=cidr,
+                    opts=child,
+                )
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-test-vm-egress", security_group_id=vm_sg.id, ip_protocol="-1",
+                cidr_ipv4="0.0.0.0/0", opts=child,
+            )
+            vm = aws.ec2.Instance(
+                f"{name}-test-vm", ami=args.test_vm.ami_id, instance_type=args.test_vm.instance_type,
+                subnet_id=subnets[0].id, private_ip=args.test_vm.private_ip, key_name=key.key_name,
+                vpc_security_group_ids=[vm_sg.id], tags=tagged("test-vm"),
+                metadata_options={"http_tokens": "required"}, opts=child,
+            )
+            self.test_vm_private_ip = vm.private_ip
+
+        self.public_ip = eip.public_ip
+        self.gateway_private_ip = instance.private_ip
+        self.cidrs = pulumi.Output.from_input(list(args.workload_subnet_cidrs))
+        self.instance_id = instance.id
+        self.vpc_id = vpc.id
+        self.security_group_id = sg.id
+        self.gateway = association
+        self.register_outputs(
+            {
+                "public_ip": self.public_ip,
+                "gateway_private_ip": self.gateway_private_ip,
+                "cidrs": self.cidrs,
+                "instance_id": self.instance_id,
+                "vpc_id": self.vpc_id,
+                "security_group_id": self.security_group_id,
+                "test_vm_private_ip": self.test_vm_private_ip,
+            }
+        )
+
+    def allow_ike_from(
+        self, name: str, peer_public_ip: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> list[pulumi.Resource]:
+        peer = pulumi.Output.from_input(peer_public_ip).apply(host_cidr)
+        rules: list[tuple[str, str, int | None]] = [
+            ("ike", "udp", 500), ("nat-t", "udp", 4500), ("esp", "50", None),
+        ]
+        return [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-{label}", security_group_id=self.security_group_id, ip_protocol=proto,
+                from_port=port, to_port=port, cidr_ipv4=peer,
+                description=f"{label.upper()} from the peer gateway only", opts=opts,
+            )
+            for label, proto, port in rules
+        ]

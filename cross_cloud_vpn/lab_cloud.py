@@ -1,0 +1,224 @@
+"""The lab cloud: the real Pulumi program evaluated in-process against the SDK's mock monitor.
+
+It stands in for AWS, Azure and the SSH hosts at once. Public IPs come from documentation
+ranges (198.51.100.0/24 for AWS, 203.0.113.0/24 for Azure); private IPs are the ones the
+program asks for inside its subnets; a gateway's ``/etc/iked/local.pub`` is whatever key the
+caller hands in (the rehearsal makes real ones). Every registration is recorded with its
+parent, its dependencies and which inputs were secret, so tests can assert on the exact
+inputs a real ``pulumi up`` would send, and the rehearsal can take the files the
+``configure`` commands would push from their ``stdin``.
+
+In ``preview`` mode the lab cloud returns no computed values at all (ids, IPs, command
+output stay unknown), the way a first ``pulumi preview`` runs the program.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+PROJECT = "cross-cloud-vpn"
+AWS_PUBLIC_RANGE = ipaddress.IPv4Network("198.51.100.0/24")
+AZURE_PUBLIC_RANGE = ipaddress.IPv4Network("203.0.113.0/24")
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+#: What a check command "prints" here: nothing was checked, and it says so.
+LAB_CHECK_OUTPUT = "tunnel: not checked (lab cloud, no real host)\n"
+
+
+@dataclass
+class Registration:
+    """One resource as the program registered it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    secret_inputs: set[str]
+    inputs: dict[str, Any] = field(repr=False)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _holds_secret(value: Any) -> bool:
+    """Whether a serialized protobuf value carries Pulumi's secret signature anywhere."""
+    from google.protobuf import json_format
+
+    text = json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR") else str(value)
+    return _SECRET_SIG in text
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: LabCloud) -> None:
+        super().__init__(mocks)
+        self.lab = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            fields = request.object.fields
+            self.lab.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    dependencies=list(request.dependencies),
+                    property_dependencies={
+                        k: list(v.urns) for k, v in request.propertyDependencies.items()
+                    },
+                    secret_inputs={k for k in fields if _holds_secret(fields[k])},
+                    inputs=self.lab.last_inputs,
+                    state=self.lab.last_state,
+                )
+            )
+        return response
+
+
+class LabCloud(pulumi.runtime.Mocks):
+    """Mock AWS, Azure and SSH hosts that answer like the real ones would."""
+
+    def __init__(self, public_keys: Mapping[str, str] | None = None, preview: bool = False) -> None:
+        self.preview = preview
+        self.public_keys = dict(public_keys or {})
+        self.registrations: list[Registration] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.last_inputs: dict[str, Any] = {}
+        self.last_state: dict[str, Any] = {}
+        self._aws_ips = (str(AWS_PUBLIC_RANGE[i]) for i in itertools.count(10))
+        self._azure_ips = (str(AZURE_PUBLIC_RANGE[i]) for i in itertools.count(20))
+        self._ids = itertools.count(1)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        self.last_inputs = inputs
+        if self.preview:
+            self.last_state = dict(inputs)
+            return "", dict(inputs)
+        n = next(self._ids)
+        state = dict(inputs)
+        state.update(self._computed(args.typ, args.name, inputs, n))
+        self.last_state = state
+        rid = state.pop("__id", f"{args.name}-{n:04d}")
+        return rid, state
+
+    def _computed(self, typ: str, name: str, inputs: dict[str, Any], n: int) -> dict[str, Any]:
+        if typ == "aws:ec2/eip:Eip":
+            return {"publicIp": next(self._aws_ips), "allocationId": f"eipalloc-{n:08x}"}
+        if typ == "aws:ec2/instance:Instance":
+            return {"__id": f"i-{n:017x}", "primaryNetworkInterfaceId": f"eni-{n:017x}",
+                    "privateIp": inputs.get("privateIp", "")}
+        if typ == "aws:ec2/keyPair:KeyPair":
+            return {"keyName": inputs.get("keyName", name)}
+        if typ.startswith("aws:ec2/"):
+            return {"__id": f"{typ.split('/')[-1].split(':')[0].lower()}-{n:08x}", "arn": f"arn:aws:lab::{n}"}
+        if typ.startswith("azure-native:"):
+            return self._azure(typ, name, inputs)
+        if typ == "command:remote:Command":
+            return {"stdout": self._stdout(name, inputs), "stderr": ""}
+        return {}
+
+    def _azure(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        kind = typ.rsplit(":", 1)[-1]
+        name_key = next((k for k in inputs if k.endswith("Name") and k not in (
+            "resourceGroupName", "virtualNetworkName", "networkSecurityGroupName", "routeTableName")), None)
+        resource_name = inputs.get(name_key) if name_key else None
+        resource_name = resource_name or name
+        state: dict[str, Any] = {
+            "name": resource_name,
+            "__id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
+                    f"{inputs.get('resourceGroupName', resource_name)}/providers/lab/{kind}/{resource_name}",
+        }
+        if kind == "PublicIPAddress":
+            state["ipAddress"] = next(self._azure_ips)
+        return state
+
+    def _stdout(self, name: str, inputs: dict[str, Any]) -> str:
+        if name.endswith("-pubkey"):
+            site = name.removesuffix("-pubkey").rsplit("-", 1)[-1]
+            if site not in self.public_keys:
+                raise KeyError(f"lab cloud has no iked public key for site {site!r}")
+            return self.public_keys[site]
+        if name.endswith("-check"):
+            return LAB_CHECK_OUTPUT
+        if name.endswith("-wait-ssh"):
+            return "OpenBSD 7.6\n"
+        return ""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0123456789abcdef0", "name": "lab-image", "architecture": "x86_64"}, []
+        return {}, []
+
+
+@dataclass
+class Evaluation:
+    """A whole program run: what it registered and what it exported."""
+
+    cloud: LabCloud
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    unknown_outputs: set[str]
+
+    @property
+    def resources(self) -> list[Registration]:
+        return self.cloud.registrations
+
+    def by_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == typ]
+
+    def named(self, suffix: str) -> Registration:
+        found = [r for r in self.resources if r.name.endswith(suffix)]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} resources named *{suffix}: {[r.name for r in found]}")
+        return found[0]
+
+
+def evaluate(
+    program: Callable[[], Mapping[str, Any]],
+    config: Mapping[str, str],
+    secret_keys: Collection[str],
+    *,
+    stack: str = "dev",
+    preview: bool = False,
+    public_keys: Mapping[str, str] | None = None,
+) -> Evaluation:
+    """Run ``program`` (which registers resources and returns its outputs) in the lab cloud."""
+    cloud = LabCloud(public_keys=public_keys, preview=preview)
+    pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=preview,
+                             monitor=_RecordingMonitor(cloud))
+    set_all_config(dict(config), list(secret_keys))
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+    collected: dict[str, tuple[Any, bool, bool]] = {}
+
+    async def collect(outputs: Mapping[str, Any]) -> None:
+        for key, value in outputs.items():
+            out = pulumi.Output.from_input(value)
+            resolved = await out.future(with_unknowns=True)
+            unknown = not await out.is_known()
+            collected[key] = (None if unknown else resolved, await out.is_secret(), unknown)
+
+    def body() -> None:
+        _sync_await(collect(program()))
+
+    _sync_await(run_pulumi_func(body))
+    return Evaluation(
+        cloud=cloud,
+        outputs={k: v[0] for k, v in collected.items()},
+        secret_outputs={k for k, v in collected.items() if v[1]},
+        unknown_outputs={k for k, v in collected.items() if v[2]},
+    )

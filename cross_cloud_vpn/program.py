@@ -1,0 +1,120 @@
+"""The program behind ``__main__.py``: stack config -> two sites -> gateway pair -> outputs."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_azure_native as azure_native
+
+from cross_cloud_vpn.components import (
+    AwsSite,
+    AwsSiteArgs,
+    AwsTestVmArgs,
+    AzureSite,
+    AzureSiteArgs,
+    AzureTestVmArgs,
+    Ikev2GatewayPair,
+    Ikev2GatewayPairArgs,
+)
+from cross_cloud_vpn.stack_config import TEST_VM_HOST_INDEX, StackSettings, host_address, load_settings
+
+
+def _ami(settings: StackSettings, opts: pulumi.InvokeOptions) -> pulumi.Input[str]:
+    if settings.aws.ami_id:
+        return settings.aws.ami_id
+    return aws.ec2.get_ami_output(
+        owners=[settings.aws.ami_owner or "self"], most_recent=True,
+        filters=[{"name": "name", "values": [settings.aws.ami_name_filter or ""]}],
+        opts=opts,
+    ).id
+
+
+def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[object] | object]:
+    """Register every resource of the stack; return the stack outputs by name."""
+    settings = settings or load_settings()
+    s, prefix = settings, settings.prefix
+    aws_provider = aws.Provider(f"{prefix}-aws", region=s.aws.region, default_tags={"tags": dict(s.tags)})
+    azure_provider = azure_native.Provider(f"{prefix}-azure", location=s.azure.location)
+    aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
+    aws_invoke = pulumi.InvokeOutputOptions(provider=aws_provider)
+
+    aws_test_vm = None
+    if s.aws.test_vm is not None:
+        debian = aws.ec2.get_ami_output(
+            owners=[s.aws.test_vm.ami_owner], most_recent=True,
+            filters=[{"name": "name", "values": [s.aws.test_vm.ami_name_filter]}], opts=aws_invoke,
+        )
+        aws_test_vm = AwsTestVmArgs(
+            ami_id=debian.id, instance_type=s.aws.test_vm.instance_type,
+            private_ip=host_address(s.aws.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
+        )
+    aws_site = AwsSite(
+        f"{prefix}-aws",
+        AwsSiteArgs(
+            vpc_cidr=s.aws.vpc_cidr, gateway_subnet_cidr=s.aws.gateway_subnet_cidr,
+            workload_subnet_cidrs=s.aws.workload_subnet_cidrs,
+            remote_cidrs=s.azure.workload_subnet_cidrs, admin_cidrs=s.access.admin_cidrs,
+            ssh_public_key=s.access.ssh_public_key, ami_id=_ami(s, aws_invoke),
+            gateway_private_ip=s.aws.gateway_private_ip, instance_type=s.aws.instance_type,
+            admin_user=s.aws.admin_user, availability_zone=s.aws.availability_zone,
+            tags=s.tags, test_vm=aws_test_vm,
+        ),
+        opts=aws_opts,
+    )
+
+    azure_test_vm = None
+    if s.azure.test_vm is not None:
+        tv = s.azure.test_vm
+        azure_test_vm = AzureTestVmArgs(
+            private_ip=host_address(s.azure.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
+            vm_size=tv.vm_size, image_publisher=tv.image_publisher, image_offer=tv.image_offer,
+            image_sku=tv.image_sku, image_version=tv.image_version,
+        )
+    azure_site = AzureSite(
+        f"{prefix}-azure",
+        AzureSiteArgs(
+            location=s.azure.location, resource_group_name=s.azure.resource_group_name,
+            vnet_cidr=s.azure.vnet_cidr, gateway_subnet_cidr=s.azure.gateway_subnet_cidr,
+            workload_subnet_cidrs=s.azure.workload_subnet_cidrs,
+            remote_cidrs=s.aws.workload_subnet_cidrs, admin_cidrs=s.access.admin_cidrs,
+            ssh_public_key=s.access.ssh_public_key, image_id=s.azure.image_id,
+            gateway_private_ip=s.azure.gateway_private_ip, vm_size=s.azure.vm_size,
+            admin_user=s.azure.admin_user, tags=s.tags, test_vm=azure_test_vm,
+        ),
+        opts=pulumi.ResourceOptions(providers=[azure_provider]),
+    )
+
+    pair = Ikev2GatewayPair(
+        f"{prefix}-tunnel",
+        Ikev2GatewayPairArgs(
+            left=aws_site, right=azure_site,
+            ssh_private_key=pulumi.Output.secret(s.access.ssh_private_key.value),
+            admin_cidrs=s.access.admin_cidrs, auth_mode=s.tunnel.auth_mode,
+            psk=None if s.tunnel.psk is None else pulumi.Output.secret(s.tunnel.psk.value),
+            ike_proposal=s.tunnel.ike_proposal, child_proposals=s.tunnel.child_proposals,
+            dpd_interval=s.tunnel.dpd_interval,
+            roles={"aws": s.tunnel.aws_role, "azure": s.tunnel.azure_role},
+        ),
+        opts=pulumi.ResourceOptions(providers=[aws_provider, azure_provider]),
+    )
+
+    def ssh(site: AwsSite | AzureSite) -> pulumi.Output[str]:
+        return pulumi.Output.concat("ssh ", site.admin_user, "@", site.public_ip)
+
+    return {
+        "aws_public_ip": aws_site.public_ip,
+        "azure_public_ip": azure_site.public_ip,
+        "aws_gateway_private_ip": aws_site.gateway_private_ip,
+        "azure_gateway_private_ip": azure_site.gateway_private_ip,
+        "aws_cidrs": aws_site.cidrs,
+        "azure_cidrs": azure_site.cidrs,
+        "aws_iked_conf": pair.iked_conf["aws"],
+        "azure_iked_conf": pair.iked_conf["azure"],
+        "aws_pf_conf": pair.pf_conf["aws"],
+        "azure_pf_conf": pair.pf_conf["azure"],
+        "ssh_aws": ssh(aws_site),
+        "ssh_azure": ssh(azure_site),
+        "aws_test_vm_private_ip": aws_site.test_vm_private_ip,
+        "azure_test_vm_private_ip": azure_site.test_vm_private_ip,
+        "tunnel_status": pair.tunnel_status,
+    }
