@@ -558,6 +558,19 @@ def ping_many(jobs: Sequence[tuple[str, str]], count: int = 3) -> list[tuple[int
     return out
 
 
+def wrong_psk(conf: str) -> str | None:
+    """iked.conf with every ``psk "..."`` / ``psk 0x...`` made wrong (None when there is none)."""
+    pattern = r'\bpsk\s+("(?:[^"\\]|\\.)*"|0x[0-9A-Fa-f]+)'
+
+    def repl(m: re.Match[str]) -> str:
+        old = m.group(1)
+        inner = old[1:-1] if old.startswith('"') else old
+        return f'psk "{inner}-lab-wrong"'
+
+    text, n = re.subn(pattern, repl, conf)
+    return text if n else None
+
+
 # --------------------------------------------------------------------------- capture
 
 
@@ -789,9 +802,9 @@ class Rehearsal:
             what = f"{a.plan.name}'s copy of {b.plan.name}'s public key replaced by a fresh key"
         else:
             conf = a.plan.files[IKED_CONF]
-            text, n = re.subn(r'psk\s+"([^"]*)"', lambda m: f'psk "{m.group(1)}-lab-wrong"', conf.content)
-            if n == 0:
-                self.fail('psk mode but no psk "..." in iked.conf to change')
+            text = wrong_psk(conf.content)
+            if text is None:
+                self.fail('psk mode but no psk "..." / psk 0x... in iked.conf to change')
                 return
             override[IKED_CONF] = PushedFile(text, conf.mode)
             what = f"the lab changed the psk in {a.plan.name}'s iked.conf"

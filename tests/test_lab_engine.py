@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cross_cloud_vpn.lab.guest import pcap_cleartext, wrong_psk
 from cross_cloud_vpn.lab.keys import make_keypair, public_pem_of
 from cross_cloud_vpn.lab.plan import GatewayPlan, LabPlan, PushedFile
 from cross_cloud_vpn.lab.uml import missing_tools, run_rehearsal
@@ -149,6 +151,44 @@ def test_plan_problems_are_reported() -> None:
     assert any("not inside gateway_subnet" in p for p in problems)
     assert any("no /etc/iked.conf" in p for p in problems)
     assert any("overlaps" in p for p in problems)
+
+
+def test_wrong_psk_changes_every_psk() -> None:
+    conf = 'ikev2 "x" active esp from 10.1.0.0/24 to 10.2.0.0/24 peer 192.0.2.1 psk "s3cr\\"et"\n'
+    wrong = wrong_psk(conf)
+    assert wrong is not None and 'psk "s3cr\\"et-lab-wrong"' in wrong
+    assert wrong_psk("ikev2 psk 0xdeadbeef\n") == 'ikev2 psk "0xdeadbeef-lab-wrong"\n'
+    assert wrong_psk("ikev2 rsa\n") is None
+
+
+def _ipv4(proto: int, payload: bytes, src: str = "192.0.2.1", dst: str = "192.0.2.2") -> bytes:
+    hdr = struct.pack(
+        ">BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        0,
+        0,
+        64,
+        proto,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
+    return hdr + payload
+
+
+def test_pcap_counts_cleartext_but_not_icmp_errors_about_ike(tmp_path: Path) -> None:
+    udp_500 = _ipv4(17, struct.pack(">HHHH", 500, 500, 8, 0))
+    icmp_err = _ipv4(1, bytes([3, 3, 0, 0, 0, 0, 0, 0]) + udp_500)
+    echo = _ipv4(1, bytes([8, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 8)
+    eth = b"\x00" * 12 + b"\x08\x00"
+    pcap = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for pkt in (icmp_err, echo):
+        frame = eth + pkt
+        pcap += struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame
+    (tmp_path / "c.pcap").write_bytes(pcap)
+    assert pcap_cleartext(tmp_path / "c.pcap") == (1, 1)
 
 
 def _rehearse(plan: LabPlan, tmp_path: Path) -> dict[str, Any]:
