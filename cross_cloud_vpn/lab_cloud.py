@@ -22,6 +22,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
@@ -53,10 +54,21 @@ class Registration:
 
 def _holds_secret(value: Any) -> bool:
     """Whether a serialized protobuf value carries Pulumi's secret signature anywhere."""
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # type: ignore[import-untyped]
 
     text = json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR") else str(value)
     return _SECRET_SIG in text
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    """Plain values out of deserialized inputs (secret-ness is kept in ``secret_inputs``)."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _unwrap_secrets(value.get("value"))
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -64,8 +76,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.lab = mocks
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             fields = request.object.fields
             self.lab.registrations.append(
@@ -80,8 +92,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         k: list(v.urns) for k, v in request.propertyDependencies.items()
                     },
                     secret_inputs={k for k in fields if _holds_secret(fields[k])},
-                    inputs=self.lab.last_inputs,
-                    state=self.lab.last_state,
+                    inputs=_unwrap_secrets(rpc.deserialize_properties(request.object)),
+                    state=dict(self.resources[response.urn].state) if response.urn in self.resources else {},
                 )
             )
         return response
@@ -95,22 +107,17 @@ class LabCloud(pulumi.runtime.Mocks):
         self.public_keys = dict(public_keys or {})
         self.registrations: list[Registration] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.last_inputs: dict[str, Any] = {}
-        self.last_state: dict[str, Any] = {}
         self._aws_ips = (str(AWS_PUBLIC_RANGE[i]) for i in itertools.count(10))
         self._azure_ips = (str(AZURE_PUBLIC_RANGE[i]) for i in itertools.count(20))
         self._ids = itertools.count(1)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.last_inputs = inputs
         if self.preview:
-            self.last_state = dict(inputs)
-            return "", dict(inputs)
+            return "", inputs
         n = next(self._ids)
         state = dict(inputs)
         state.update(self._computed(args.typ, args.name, inputs, n))
-        self.last_state = state
         rid = state.pop("__id", f"{args.name}-{n:04d}")
         return rid, state
 

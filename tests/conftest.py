@@ -32,3 +32,17 @@ def dev_config(ssh_keypair: tuple[str, str]) -> tuple[dict[str, str], set[str]]:
     values["cross-cloud-vpn:sshPublicKey"] = ssh_keypair[0]
     values["cross-cloud-vpn:sshPrivateKey"] = ssh_keypair[1]
     return values, {"cross-cloud-vpn:sshPrivateKey"}
+
+
+@pytest.fixture(scope="session")
+def iked_public_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Each gateway's /etc/iked/local.pub, made as OpenBSD's rc makes it at first boot."""
+    keys = {}
+    folder = tmp_path_factory.mktemp("iked-keys")
+    for site in ("aws", "azure"):
+        private, public = folder / f"{site}.key", folder / f"{site}.pub"
+        subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", str(private), "-pubout", "-out", str(public)],
+                       check=True, capture_output=True)
+        keys[site] = public.read_text()
+    return keys
