@@ -149,10 +149,6 @@ def inspect_image(path: str | os.PathLike[str]) -> ImageInfo:
     except OSError as exc:
         raise DiskImageError(f"{p}: cannot be read: {exc.strerror or exc}") from exc
     file_size = p.stat().st_size
-    if file_size < MIN_IMAGE_BYTES:
-        raise DiskImageError(
-            f"{p}: too small to be a disk image ({file_size} bytes; at least {MIN_IMAGE_BYTES})"
-        )
     try:
         info = json.loads(_run(["info", "--output=json", str(p)], p))
     except json.JSONDecodeError as exc:
@@ -160,6 +156,10 @@ def inspect_image(path: str | os.PathLike[str]) -> ImageInfo:
     fmt = info.get("format")
     if fmt not in ("raw", "qcow2"):
         raise DiskImageError(f"{p}: is a {fmt!r} image; give a raw or qcow2 file")
+    if fmt == "raw" and file_size < MIN_IMAGE_BYTES:
+        raise DiskImageError(
+            f"{p}: too small to be a disk image ({file_size} bytes; at least {MIN_IMAGE_BYTES})"
+        )
     if info.get("backing-filename"):
         raise DiskImageError(
             f"{p}: has a backing file ({info['backing-filename']}); flatten it first "
@@ -308,8 +308,12 @@ Sender = Callable[[urllib.request.Request], int]
 
 
 def _send(request: urllib.request.Request) -> int:
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return int(response.status)
+    """Send one request; the HTTP status, also for error statuses."""
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def _with_sas(url: str, sas: str, **query: str) -> str:
