@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -22,22 +22,56 @@ class AwsTestVmArgs:
 
 @dataclass(frozen=True)
 class AwsSiteArgs:
-    """Everything :class:`AwsSite` builds from. CIDRs are plain strings, known at preview."""
+    """Everything :class:`AwsSite` builds from. CIDRs are plain strings, known at preview.
 
-    vpc_cidr: str
-    gateway_subnet_cidr: str
-    workload_subnet_cidrs: Sequence[str]
+    Either create a network (``vpc_cidr``, ``gateway_subnet_cidr``, ``workload_subnet_cidrs``)
+    or bring your own (``vpc_id``, ``gateway_subnet_id``, ``workload_route_table_ids`` and the
+    ``local_cidrs`` it carries, e.g. from ``aws.ec2.get_vpc``): then only the gateway, its
+    Elastic IP, security group and the routes to the remote networks are created.
+    """
+
     remote_cidrs: Sequence[str]
     """The peer's networks: routed to the gateway, allowed through its security group."""
     admin_cidrs: Sequence[str]
     ssh_public_key: str
     ami_id: pulumi.Input[str]
-    gateway_private_ip: str
+    gateway_private_ip: str | None = None
+    """Fixed private IP of the gateway; None lets AWS pick one in the gateway subnet."""
     instance_type: str = "t3.small"
     admin_user: str = "ec2-user"
     availability_zone: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     test_vm: AwsTestVmArgs | None = None
+    # --- create a network
+    vpc_cidr: str | None = None
+    gateway_subnet_cidr: str | None = None
+    workload_subnet_cidrs: Sequence[str] = ()
+    # --- or bring your own
+    vpc_id: str | None = None
+    gateway_subnet_id: str | None = None
+    workload_route_table_ids: Sequence[str] = ()
+    local_cidrs: Sequence[str] = ()
+    """BYO only: the networks behind the gateway (the VPC's CIDR blocks)."""
+
+    @property
+    def brings_own_network(self) -> bool:
+        return self.vpc_id is not None
+
+    def mode_problems(self) -> list[str]:
+        create = (self.vpc_cidr, self.gateway_subnet_cidr, tuple(self.workload_subnet_cidrs))
+        byo = (self.vpc_id, self.gateway_subnet_id, tuple(self.workload_route_table_ids),
+               tuple(self.local_cidrs))
+        if self.brings_own_network:
+            problems = [] if all(byo) else [
+                "vpc_id needs gateway_subnet_id, workload_route_table_ids and local_cidrs"]
+            if any(create):
+                problems.append("vpc_id (bring your own) cannot go with vpc_cidr/gateway_subnet_cidr/"
+                                "workload_subnet_cidrs (create)")
+            if self.test_vm is not None:
+                problems.append("test_vm needs a created network (no workload subnet is known with vpc_id)")
+            return problems
+        return [] if all(create) else [
+            "set vpc_cidr, gateway_subnet_cidr and workload_subnet_cidrs, or vpc_id"]
 
 
 class AwsSite(pulumi.ComponentResource):
@@ -56,6 +90,9 @@ class AwsSite(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cross-cloud-vpn:aws:Site", name, None, opts)
+        problems = args.mode_problems()
+        if problems:
+            raise ValueError(f"AwsSite {name}: {'; '.join(problems)}")
         child = pulumi.ResourceOptions(parent=self)
         self.admin_user = args.admin_user
         tags = dict(args.tags)
@@ -63,28 +100,19 @@ class AwsSite(pulumi.ComponentResource):
         def tagged(suffix: str) -> dict[str, str]:
             return {**tags, "Name": f"{name}-{suffix}"}
 
-        vpc = aws.ec2.Vpc(
-            f"{name}-vpc", cidr_block=args.vpc_cidr, enable_dns_support=True,
-            enable_dns_hostnames=True, tags=tagged("vpc"), opts=child,
-        )
-        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tagged("igw"), opts=child)
-
-        gateway_subnet = aws.ec2.Subnet(
-            f"{name}-gateway", vpc_id=vpc.id, cidr_block=args.gateway_subnet_cidr,
-            availability_zone=args.availability_zone, map_public_ip_on_launch=False,
-            tags=tagged("gateway"), opts=child,
-        )
-        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tagged("public"), opts=child)
-        aws.ec2.Route(
-            f"{name}-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
-            gateway_id=igw.id, opts=child,
-        )
-        aws.ec2.RouteTableAssociation(
-            f"{name}-gateway", subnet_id=gateway_subnet.id, route_table_id=public_rt.id, opts=child
-        )
+        local_cidrs = list(args.local_cidrs or args.workload_subnet_cidrs)
+        if args.brings_own_network:
+            vpc_id: pulumi.Input[str] = args.vpc_id or ""
+            gateway_subnet_id: pulumi.Input[str] = args.gateway_subnet_id or ""
+            workload_route_table_ids: list[pulumi.Input[str]] = list(args.workload_route_table_ids)
+            workload_subnet_ids: list[pulumi.Output[str]] = []
+        else:
+            vpc_id, gateway_subnet_id, workload_route_table_ids, workload_subnet_ids = self._network(
+                name, args, tagged, child
+            )
 
         sg = aws.ec2.SecurityGroup(
-            f"{name}-gateway", vpc_id=vpc.id, tags=tagged("gateway"),
+            f"{name}-gateway", vpc_id=vpc_id, tags=tagged("gateway"),
             description="cross-cloud-vpn gateway: SSH from admins, forwarded traffic; IKE/ESP added per peer",
             opts=child,
         )
@@ -93,7 +121,7 @@ class AwsSite(pulumi.ComponentResource):
                 f"{name}-ssh-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=22, to_port=22,
                 cidr_ipv4=cidr, description="SSH from an admin network", opts=child,
             )
-        forwarded = [*args.workload_subnet_cidrs, *args.remote_cidrs]
+        forwarded = [*local_cidrs, *args.remote_cidrs]
         for i, cidr in enumerate(forwarded):
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-forward-{i}", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4=cidr,
@@ -109,7 +137,7 @@ class AwsSite(pulumi.ComponentResource):
             f"{name}-gateway",
             ami=args.ami_id,
             instance_type=args.instance_type,
-            subnet_id=gateway_subnet.id,
+            subnet_id=gateway_subnet_id,
             private_ip=args.gateway_private_ip,
             vpc_security_group_ids=[sg.id],
             key_name=key.key_name,
@@ -125,54 +153,26 @@ class AwsSite(pulumi.ComponentResource):
         association = aws.ec2.EipAssociation(
             f"{name}-gateway", allocation_id=eip.allocation_id, instance_id=instance.id, opts=child
         )
-
-        workload_rt = aws.ec2.RouteTable(
-            f"{name}-workload", vpc_id=vpc.id, tags=tagged("workload"), opts=child
-        )
-        for i, cidr in enumerate(args.remote_cidrs):
-            aws.ec2.Route(
-                f"{name}-to-remote-{i}", route_table_id=workload_rt.id, destination_cidr_block=cidr,
-                network_interface_id=instance.primary_network_interface_id, opts=child,
-            )
-        subnets = []
-        for i, cidr in enumerate(args.workload_subnet_cidrs):
-            subnet = aws.ec2.Subnet(
-                f"{name}-workload-{i}", vpc_id=vpc.id, cidr_block=cidr,
-                availability_zone=args.availability_zone, tags=tagged(f"workload-{i}"), opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-workload-{i}", subnet_id=subnet.id, route_table_id=workload_rt.id, opts=child
-            )
-            subnets.append(subnet)
+        for t, table_id in enumerate(workload_route_table_ids):
+            for i, cidr in enumerate(args.remote_cidrs):
+                aws.ec2.Route(
+                    f"{name}-to-remote-{i}" if t == 0 else f"{name}-rt{t}-to-remote-{i}",
+                    route_table_id=table_id, destination_cidr_block=cidr,
+                    network_interface_id=instance.primary_network_interface_id, opts=child,
+                )
 
         self.test_vm_private_ip = pulumi.Output.from_input(None)
         if args.test_vm is not None:
-            vm_sg = aws.ec2.SecurityGroup(
-                f"{name}-test-vm", vpc_id=vpc.id, tags=tagged("test-vm"),
-                description="cross-cloud-vpn test VM: anything from both sites' networks", opts=child,
+            self.test_vm_private_ip = self._test_vm(
+                name, args.test_vm, vpc_id, workload_subnet_ids[0], key.key_name,
+                [args.gateway_subnet_cidr or "", *forwarded], tagged, child,
             )
-            for i, cidr in enumerate([args.gateway_subnet_cidr, *forwarded]):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-test-vm-{i}", security_group_id=vm_sg.id, ip_protocol="-1", cidr_ipv4=cidr,
-                    opts=child,
-                )
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-test-vm-egress", security_group_id=vm_sg.id, ip_protocol="-1",
-                cidr_ipv4="0.0.0.0/0", opts=child,
-            )
-            vm = aws.ec2.Instance(
-                f"{name}-test-vm", ami=args.test_vm.ami_id, instance_type=args.test_vm.instance_type,
-                subnet_id=subnets[0].id, private_ip=args.test_vm.private_ip, key_name=key.key_name,
-                vpc_security_group_ids=[vm_sg.id], tags=tagged("test-vm"),
-                metadata_options={"http_tokens": "required"}, opts=child,
-            )
-            self.test_vm_private_ip = vm.private_ip
 
         self.public_ip = eip.public_ip
         self.gateway_private_ip = instance.private_ip
-        self.cidrs = pulumi.Output.from_input(list(args.workload_subnet_cidrs))
+        self.cidrs = pulumi.Output.from_input(local_cidrs)
         self.instance_id = instance.id
-        self.vpc_id = vpc.id
+        self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.security_group_id = sg.id
         self.gateway = association
         self.register_outputs(
@@ -186,6 +186,70 @@ class AwsSite(pulumi.ComponentResource):
                 "test_vm_private_ip": self.test_vm_private_ip,
             }
         )
+
+    def _network(
+        self, name: str, args: AwsSiteArgs, tagged: Callable[[str], dict[str, str]],
+        child: pulumi.ResourceOptions,
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], list[pulumi.Input[str]], list[pulumi.Output[str]]]:
+        """A new VPC: internet gateway, public gateway subnet, workload subnets and their route table."""
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc", cidr_block=args.vpc_cidr, enable_dns_support=True,
+            enable_dns_hostnames=True, tags=tagged("vpc"), opts=child,
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tagged("igw"), opts=child)
+        gateway_subnet = aws.ec2.Subnet(
+            f"{name}-gateway", vpc_id=vpc.id, cidr_block=args.gateway_subnet_cidr,
+            availability_zone=args.availability_zone, map_public_ip_on_launch=False,
+            tags=tagged("gateway"), opts=child,
+        )
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tagged("public"), opts=child)
+        aws.ec2.Route(
+            f"{name}-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id, opts=child,
+        )
+        aws.ec2.RouteTableAssociation(
+            f"{name}-gateway", subnet_id=gateway_subnet.id, route_table_id=public_rt.id, opts=child
+        )
+        workload_rt = aws.ec2.RouteTable(
+            f"{name}-workload", vpc_id=vpc.id, tags=tagged("workload"), opts=child
+        )
+        subnet_ids = []
+        for i, cidr in enumerate(args.workload_subnet_cidrs):
+            subnet = aws.ec2.Subnet(
+                f"{name}-workload-{i}", vpc_id=vpc.id, cidr_block=cidr,
+                availability_zone=args.availability_zone, tags=tagged(f"workload-{i}"), opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-workload-{i}", subnet_id=subnet.id, route_table_id=workload_rt.id, opts=child
+            )
+            subnet_ids.append(subnet.id)
+        return vpc.id, gateway_subnet.id, [workload_rt.id], subnet_ids
+
+    def _test_vm(
+        self, name: str, vm: AwsTestVmArgs, vpc_id: pulumi.Input[str], subnet_id: pulumi.Input[str],
+        key_name: pulumi.Input[str], sources: list[str], tagged: Callable[[str], dict[str, str]],
+        child: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str | None]:
+        """A small Linux VM in the first workload subnet that anything of both sites may reach."""
+        vm_sg = aws.ec2.SecurityGroup(
+            f"{name}-test-vm", vpc_id=vpc_id, tags=tagged("test-vm"),
+            description="cross-cloud-vpn test VM: anything from both sites' networks", opts=child,
+        )
+        for i, cidr in enumerate(sources):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-test-vm-{i}", security_group_id=vm_sg.id, ip_protocol="-1", cidr_ipv4=cidr,
+                opts=child,
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-test-vm-egress", security_group_id=vm_sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
+            opts=child,
+        )
+        instance = aws.ec2.Instance(
+            f"{name}-test-vm", ami=vm.ami_id, instance_type=vm.instance_type, subnet_id=subnet_id,
+            private_ip=vm.private_ip, key_name=key_name, vpc_security_group_ids=[vm_sg.id],
+            tags=tagged("test-vm"), metadata_options={"http_tokens": "required"}, opts=child,
+        )
+        return instance.private_ip
 
     def allow_ike_from(
         self, name: str, peer_public_ip: pulumi.Input[str], opts: pulumi.ResourceOptions

@@ -36,6 +36,23 @@ _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 LAB_CHECK_OUTPUT = "tunnel: not checked (lab cloud, no real host)\n"
 
 
+#: What data lookups answer: an OpenBSD AMI, and the existing networks of a BYO stack
+#: (two address blocks each, as real networks often have).
+DEFAULT_LOOKUPS: dict[str, dict[str, Any]] = {
+    "aws:ec2/getAmi:getAmi": {"id": "ami-0123456789abcdef0", "name": "lab-image", "architecture": "x86_64"},
+    "aws:ec2/getVpc:getVpc": {
+        "id": "vpc-0123456789abcdef0", "cidrBlock": "10.30.0.0/16",
+        "cidrBlockAssociations": [
+            {"cidrBlock": "10.30.0.0/16", "associationId": "a1", "state": "associated"},
+            {"cidrBlock": "10.31.0.0/16", "associationId": "a2", "state": "associated"},
+        ],
+    },
+    "azure-native:network:getVirtualNetwork": {
+        "name": "existing-vnet", "addressSpace": {"addressPrefixes": ["10.40.0.0/16", "10.41.0.0/16"]},
+    },
+}
+
+
 @dataclass
 class Registration:
     """One resource as the program registered it."""
@@ -102,14 +119,17 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 class LabCloud(pulumi.runtime.Mocks):
     """Mock AWS, Azure and SSH hosts that answer like the real ones would."""
 
-    def __init__(self, public_keys: Mapping[str, str] | None = None, preview: bool = False) -> None:
+    def __init__(self, public_keys: Mapping[str, str] | None = None, preview: bool = False,
+                 lookups: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.preview = preview
+        self.lookups = {**DEFAULT_LOOKUPS, **(lookups or {})}
         self.public_keys = dict(public_keys or {})
         self.registrations: list[Registration] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._aws_ips = (str(AWS_PUBLIC_RANGE[i]) for i in itertools.count(10))
         self._azure_ips = (str(AZURE_PUBLIC_RANGE[i]) for i in itertools.count(20))
         self._ids = itertools.count(1)
+        self._dynamic = 0
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -125,10 +145,19 @@ class LabCloud(pulumi.runtime.Mocks):
         if typ == "aws:ec2/eip:Eip":
             return {"publicIp": next(self._aws_ips), "allocationId": f"eipalloc-{n:08x}"}
         if typ == "aws:ec2/instance:Instance":
+            vpc = self.lookups["aws:ec2/getVpc:getVpc"]["cidrBlock"]
             return {"__id": f"i-{n:017x}", "primaryNetworkInterfaceId": f"eni-{n:017x}",
-                    "privateIp": inputs.get("privateIp", "")}
+                    "privateIp": inputs.get("privateIp") or self._dynamic_ip(vpc)}
         if typ == "aws:ec2/keyPair:KeyPair":
             return {"keyName": inputs.get("keyName", name)}
+        if typ == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or f"{name}-{n:08x}"
+            return {"__id": bucket, "bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
+        if typ == "aws:iam/role:Role":
+            role = inputs.get("name") or f"{name}-{n:08x}"
+            return {"__id": role, "name": role, "arn": f"arn:aws:iam::123456789012:role/{role}"}
+        if typ == "aws:ebs/snapshotImport:SnapshotImport":
+            return {"__id": f"snap-{n:017x}", "volumeSize": 8, "arn": f"arn:aws:lab::{n}"}
         if typ.startswith("aws:ec2/"):
             return {"__id": f"{typ.split('/')[-1].split(':')[0].lower()}-{n:08x}", "arn": f"arn:aws:lab::{n}"}
         if typ.startswith("azure-native:"):
@@ -150,7 +179,20 @@ class LabCloud(pulumi.runtime.Mocks):
         }
         if kind == "PublicIPAddress":
             state["ipAddress"] = next(self._azure_ips)
+        if kind == "StorageAccount":
+            state["primaryEndpoints"] = {"blob": f"https://{resource_name}.blob.core.windows.net/"}
+        if kind == "NetworkInterface":
+            space = self.lookups["azure-native:network:getVirtualNetwork"]["addressSpace"]["addressPrefixes"]
+            state["ipConfigurations"] = [
+                {**cfg, "privateIPAddress": cfg.get("privateIPAddress") or self._dynamic_ip(space[0])}
+                for cfg in inputs.get("ipConfigurations", [])
+            ]
         return state
+
+    def _dynamic_ip(self, network: str) -> str:
+        """An address the cloud would pick itself: here, the next one from a BYO network's first block."""
+        self._dynamic += 1
+        return str(ipaddress.IPv4Network(network)[3 + self._dynamic])
 
     def _stdout(self, name: str, inputs: dict[str, Any]) -> str:
         if name.endswith("-pubkey"):
@@ -166,8 +208,8 @@ class LabCloud(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append((args.token, dict(args.args)))
-        if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-0123456789abcdef0", "name": "lab-image", "architecture": "x86_64"}, []
+        if args.token in self.lookups:
+            return dict(self.lookups[args.token]), []
         return {}, []
 
 
@@ -202,9 +244,10 @@ def evaluate(
     stack: str = "dev",
     preview: bool = False,
     public_keys: Mapping[str, str] | None = None,
+    lookups: Mapping[str, dict[str, Any]] | None = None,
 ) -> Evaluation:
     """Run ``program`` (which registers resources and returns its outputs) in the lab cloud."""
-    cloud = LabCloud(public_keys=public_keys, preview=preview)
+    cloud = LabCloud(public_keys=public_keys, preview=preview, lookups=lookups)
     pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=preview,
                              monitor=_RecordingMonitor(cloud))
     set_all_config(dict(config), list(secret_keys))

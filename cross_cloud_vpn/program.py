@@ -16,7 +16,16 @@ from cross_cloud_vpn.components import (
     Ikev2GatewayPair,
     Ikev2GatewayPairArgs,
 )
-from cross_cloud_vpn.stack_config import TEST_VM_HOST_INDEX, StackSettings, host_address, load_settings
+from cross_cloud_vpn.components.azure_site import resource_id_part
+from cross_cloud_vpn.stack_config import (
+    PROJECT,
+    TEST_VM_HOST_INDEX,
+    NetworkSettings,
+    StackSettings,
+    host_address,
+    load_settings,
+    overlap_problems,
+)
 
 
 def _ami(settings: StackSettings, opts: pulumi.InvokeOptions) -> pulumi.Input[str]:
@@ -29,6 +38,43 @@ def _ami(settings: StackSettings, opts: pulumi.InvokeOptions) -> pulumi.Input[st
     ).id
 
 
+def _aws_local_cidrs(net: NetworkSettings, opts: pulumi.InvokeOptions) -> list[str]:
+    """The networks behind the AWS gateway: the created workload subnets, or a BYO VPC's blocks."""
+    if not net.brings_own:
+        return list(net.workload_subnet_cidrs)
+    vpc = aws.ec2.get_vpc(id=net.existing_id, opts=opts)
+    blocks = [a.cidr_block for a in vpc.cidr_block_associations or [] if a.cidr_block]
+    return blocks or [vpc.cidr_block]
+
+
+def _azure_local_cidrs(net: NetworkSettings, opts: pulumi.InvokeOptions) -> list[str]:
+    """The networks behind the Azure gateway: the created workload subnets, or a BYO VNet's space."""
+    if not net.brings_own or net.existing_id is None:
+        return list(net.workload_subnet_cidrs)
+    vnet = azure_native.network.get_virtual_network(
+        resource_group_name=resource_id_part(net.existing_id, "resourceGroups"),
+        virtual_network_name=resource_id_part(net.existing_id, "virtualNetworks"), opts=opts,
+    )
+    space = vnet.address_space
+    return list(space.address_prefixes or []) if space else []
+
+
+def _check_looked_up(aws_cidrs: list[str], azure_cidrs: list[str], s: StackSettings) -> None:
+    """Sides apart, with a BYO network's real CIDRs; the config check could not see those."""
+    def labelled(side: str, key: str, net: NetworkSettings, cidrs: list[str]) -> list[tuple[str, str]]:
+        label = f"{side}.{key} {net.existing_id}" if net.brings_own else f"{side}.workloadSubnetCidrs"
+        return [(label, c) for c in cidrs]
+
+    problems = overlap_problems(labelled("aws", "vpcId", s.aws.network, aws_cidrs),
+                                labelled("azure", "vnetId", s.azure.network, azure_cidrs))
+    empty = [f"'{PROJECT}:{side}.{key}' {net.existing_id!r} has no IPv4 address space"
+             for side, key, net, cidrs in (("aws", "vpcId", s.aws.network, aws_cidrs),
+                                           ("azure", "vnetId", s.azure.network, azure_cidrs)) if not cidrs]
+    if problems or empty:
+        raise pulumi.RunError("the looked-up networks cannot be joined (nothing was created):\n"
+                              + "\n".join(f"  - {p}" for p in [*empty, *problems]))
+
+
 def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[object] | object]:
     """Register every resource of the stack; return the stack outputs by name."""
     settings = settings or load_settings()
@@ -37,6 +83,10 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
     azure_provider = azure_native.Provider(f"{prefix}-azure", location=s.azure.location)
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
     aws_invoke = pulumi.InvokeOutputOptions(provider=aws_provider)
+    aws_net, azure_net = s.aws.network, s.azure.network
+    aws_cidrs = _aws_local_cidrs(aws_net, pulumi.InvokeOptions(provider=aws_provider))
+    azure_cidrs = _azure_local_cidrs(azure_net, pulumi.InvokeOptions(provider=azure_provider))
+    _check_looked_up(aws_cidrs, azure_cidrs, s)
 
     aws_test_vm = None
     if s.aws.test_vm is not None:
@@ -46,16 +96,19 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
         )
         aws_test_vm = AwsTestVmArgs(
             ami_id=debian.id, instance_type=s.aws.test_vm.instance_type,
-            private_ip=host_address(s.aws.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
+            private_ip=host_address(aws_net.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
         )
     aws_site = AwsSite(
         f"{prefix}-aws",
         AwsSiteArgs(
-            vpc_cidr=s.aws.vpc_cidr, gateway_subnet_cidr=s.aws.gateway_subnet_cidr,
-            workload_subnet_cidrs=s.aws.workload_subnet_cidrs,
-            remote_cidrs=s.azure.workload_subnet_cidrs, admin_cidrs=s.access.admin_cidrs,
+            vpc_cidr=aws_net.cidr, gateway_subnet_cidr=aws_net.gateway_subnet_cidr,
+            workload_subnet_cidrs=aws_net.workload_subnet_cidrs, vpc_id=aws_net.existing_id,
+            gateway_subnet_id=aws_net.gateway_subnet_id,
+            workload_route_table_ids=aws_net.workload_route_table_ids,
+            local_cidrs=aws_cidrs if aws_net.brings_own else (),
+            remote_cidrs=azure_cidrs, admin_cidrs=s.access.admin_cidrs,
             ssh_public_key=s.access.ssh_public_key, ami_id=_ami(s, aws_invoke),
-            gateway_private_ip=s.aws.gateway_private_ip, instance_type=s.aws.instance_type,
+            gateway_private_ip=aws_net.gateway_private_ip, instance_type=s.aws.instance_type,
             admin_user=s.aws.admin_user, availability_zone=s.aws.availability_zone,
             tags=s.tags, test_vm=aws_test_vm,
         ),
@@ -66,7 +119,7 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
     if s.azure.test_vm is not None:
         tv = s.azure.test_vm
         azure_test_vm = AzureTestVmArgs(
-            private_ip=host_address(s.azure.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
+            private_ip=host_address(azure_net.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
             vm_size=tv.vm_size, image_publisher=tv.image_publisher, image_offer=tv.image_offer,
             image_sku=tv.image_sku, image_version=tv.image_version,
         )
@@ -74,11 +127,14 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
         f"{prefix}-azure",
         AzureSiteArgs(
             location=s.azure.location, resource_group_name=s.azure.resource_group_name,
-            vnet_cidr=s.azure.vnet_cidr, gateway_subnet_cidr=s.azure.gateway_subnet_cidr,
-            workload_subnet_cidrs=s.azure.workload_subnet_cidrs,
-            remote_cidrs=s.aws.workload_subnet_cidrs, admin_cidrs=s.access.admin_cidrs,
+            vnet_cidr=azure_net.cidr, gateway_subnet_cidr=azure_net.gateway_subnet_cidr,
+            workload_subnet_cidrs=azure_net.workload_subnet_cidrs, vnet_id=azure_net.existing_id,
+            gateway_subnet_id=azure_net.gateway_subnet_id,
+            workload_route_table_id=next(iter(azure_net.workload_route_table_ids), None),
+            local_cidrs=azure_cidrs if azure_net.brings_own else (),
+            remote_cidrs=aws_cidrs, admin_cidrs=s.access.admin_cidrs,
             ssh_public_key=s.access.ssh_public_key, image_id=s.azure.image_id,
-            gateway_private_ip=s.azure.gateway_private_ip, vm_size=s.azure.vm_size,
+            gateway_private_ip=azure_net.gateway_private_ip, vm_size=s.azure.vm_size,
             admin_user=s.azure.admin_user, tags=s.tags, test_vm=azure_test_vm,
         ),
         opts=pulumi.ResourceOptions(providers=[azure_provider]),

@@ -56,11 +56,27 @@ class AwsTestVm:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """One side's network: created from CIDRs, or an existing one named by its ids (BYO)."""
+
+    cidr: str | None
+    gateway_subnet_cidr: str | None
+    workload_subnet_cidrs: tuple[str, ...]
+    existing_id: str | None
+    gateway_subnet_id: str | None
+    workload_route_table_ids: tuple[str, ...]
+    gateway_private_ip: str | None
+    """Fixed gateway address: the key, else host .10 of a created gateway subnet, else None."""
+
+    @property
+    def brings_own(self) -> bool:
+        return self.existing_id is not None
+
+
+@dataclass(frozen=True)
 class AwsSettings:
     region: str
-    vpc_cidr: str
-    gateway_subnet_cidr: str
-    workload_subnet_cidrs: tuple[str, ...]
+    network: NetworkSettings
     availability_zone: str | None
     instance_type: str
     ami_id: str | None
@@ -68,10 +84,6 @@ class AwsSettings:
     ami_name_filter: str | None
     admin_user: str
     test_vm: AwsTestVm | None
-
-    @property
-    def gateway_private_ip(self) -> str:
-        return host_address(self.gateway_subnet_cidr, GATEWAY_HOST_INDEX)
 
 
 @dataclass(frozen=True)
@@ -87,17 +99,11 @@ class AzureTestVm:
 class AzureSettings:
     location: str
     resource_group_name: str
-    vnet_cidr: str
-    gateway_subnet_cidr: str
-    workload_subnet_cidrs: tuple[str, ...]
+    network: NetworkSettings
     vm_size: str
     image_id: str
     admin_user: str
     test_vm: AzureTestVm | None
-
-    @property
-    def gateway_private_ip(self) -> str:
-        return host_address(self.gateway_subnet_cidr, GATEWAY_HOST_INDEX)
 
 
 @dataclass(frozen=True)
@@ -152,13 +158,15 @@ _TOP_KEYS = (
     "allowSshFromAnywhere", "tunnel", "psk",
 )
 _AWS_KEYS = (
-    "region", "vpcCidr", "gatewaySubnetCidr", "workloadSubnetCidrs", "availabilityZone",
-    "instanceType", "amiId", "amiOwner", "amiNameFilter", "adminUser", "testVm",
+    "region", "vpcCidr", "gatewaySubnetCidr", "workloadSubnetCidrs", "vpcId", "gatewaySubnetId",
+    "workloadRouteTableIds", "gatewayPrivateIp", "availabilityZone", "instanceType", "amiId", "amiOwner",
+    "amiNameFilter", "adminUser", "testVm",
 )
 _AWS_TEST_VM_KEYS = ("instanceType", "amiOwner", "amiNameFilter")
 _AZURE_KEYS = (
-    "location", "resourceGroupName", "vnetCidr", "gatewaySubnetCidr", "workloadSubnetCidrs",
-    "vmSize", "imageId", "adminUser", "testVm",
+    "location", "resourceGroupName", "vnetCidr", "gatewaySubnetCidr", "workloadSubnetCidrs", "vnetId",
+    "gatewaySubnetId", "workloadRouteTableId", "gatewayPrivateIp", "vmSize", "imageId", "adminUser",
+    "testVm",
 )
 _AZURE_TEST_VM_KEYS = ("vmSize", "imagePublisher", "imageOffer", "imageSku", "imageVersion")
 _TUNNEL_KEYS = ("authMode", "ikeProposal", "childProposals", "dpdInterval", "awsRole", "azureRole")
@@ -361,13 +369,109 @@ def _site_networks(
     return net, gw, workloads
 
 
+def _wants_test_vm(raw: Mapping[str, Any]) -> bool:
+    return raw.get("testVm") not in (None, False, "false")
+
+
+@dataclass(frozen=True)
+class _NetworkKeys:
+    """How one cloud names the keys of its network, and what its ids look like."""
+
+    cidr: str
+    existing: str
+    route_tables: str
+    many_route_tables: bool
+    id_patterns: tuple[str, str, str]
+    id_examples: tuple[str, str, str]
+
+
+_AZ_ID = r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
+_AWS_NETWORK = _NetworkKeys(
+    "vpcCidr", "vpcId", "workloadRouteTableIds", True,
+    (r"vpc-[0-9a-f]{8,17}", r"subnet-[0-9a-f]{8,17}", r"rtb-[0-9a-f]{8,17}"),
+    ("vpc-0abc1234", "subnet-0abc1234", "rtb-0abc1234"),
+)
+_AZURE_NETWORK = _NetworkKeys(
+    "vnetCidr", "vnetId", "workloadRouteTableId", False,
+    (_AZ_ID + r"virtualNetworks/[^/]+", _AZ_ID + r"virtualNetworks/[^/]+/subnets/[^/]+",
+     _AZ_ID + r"routeTables/[^/]+"),
+    ("/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>",
+     ".../virtualNetworks/<name>/subnets/<subnet>",
+     "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/routeTables/<name>"),
+)
+
+
+def _parse_network(
+    reader: _Reader, side: str, raw: Mapping[str, Any], keys: _NetworkKeys, has_test_vm: bool
+) -> NetworkSettings | None:
+    """Either the CIDRs of a network to create, or the ids of an existing one; never both."""
+    def full(key: str) -> str:
+        return f"{side}.{key}"
+
+    fixed_ip = reader.get(raw, "gatewayPrivateIp", str, None, full("gatewayPrivateIp"))
+    if fixed_ip is not None:
+        try:
+            ipaddress.IPv4Address(fixed_ip)
+        except ValueError:
+            reader.problem(f"'{reader.name(full('gatewayPrivateIp'))}' is {fixed_ip!r}, not an IPv4 address")
+            fixed_ip = None
+    byo_set = [k for k in (keys.existing, "gatewaySubnetId", keys.route_tables) if raw.get(k) is not None]
+    if not byo_set:
+        net, gw, workloads = _site_networks(reader, side, raw, keys.cidr)
+        if fixed_ip is not None and gw is not None and ipaddress.IPv4Address(fixed_ip) not in (
+                ipaddress.IPv4Network(gw)):
+            reader.problem(f"'{reader.name(full('gatewayPrivateIp'))}' is {fixed_ip!r}, outside "
+                           f"'{reader.name(full('gatewaySubnetCidr'))}' {gw!r}")
+        if net is None or gw is None or not workloads or (
+                ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX):
+            return None
+        return NetworkSettings(
+            cidr=net, gateway_subnet_cidr=gw, workload_subnet_cidrs=workloads, existing_id=None,
+            gateway_subnet_id=None, workload_route_table_ids=(),
+            gateway_private_ip=fixed_ip or host_address(gw, GATEWAY_HOST_INDEX),
+        )
+    for create_key in (keys.cidr, "gatewaySubnetCidr", "workloadSubnetCidrs"):
+        if raw.get(create_key) is not None:
+            reader.problem(
+                f"'{reader.name(full(byo_set[0]))}' (bring your own network) and "
+                f"'{reader.name(full(create_key))}' (create one) are both set; keep one of the two ways"
+            )
+    how = "to bring your own network, name the network, its gateway subnet and the workload route table"
+    existing = reader.required(raw, keys.existing, full(keys.existing), how)
+    subnet = reader.required(raw, "gatewaySubnetId", full("gatewaySubnetId"), how)
+    if keys.many_route_tables:
+        tables = reader.str_list(raw, keys.route_tables, full(keys.route_tables))
+    else:
+        table = reader.required(raw, keys.route_tables, full(keys.route_tables), how)
+        tables = (table,) if table else ()
+    labelled = [(keys.existing, existing), ("gatewaySubnetId", subnet)] + [
+        (keys.route_tables if not keys.many_route_tables else f"{keys.route_tables}[{i}]", t)
+        for i, t in enumerate(tables)
+    ]
+    for (key, value), pattern, example in zip(
+        labelled, (*keys.id_patterns[:2], *[keys.id_patterns[2]] * len(tables)),
+        (*keys.id_examples[:2], *[keys.id_examples[2]] * len(tables)), strict=False,
+    ):
+        if value is not None and not re.fullmatch(pattern, value, flags=re.IGNORECASE):
+            reader.problem(f"'{reader.name(full(key))}' is {value!r}; it looks like '{example}'")
+    if has_test_vm:
+        reader.problem(f"'{reader.name(full('testVm'))}' needs a network the program creates; with "
+                       f"'{reader.name(full(keys.existing))}' set it to false")
+    if existing is None or subnet is None or not tables:
+        return None
+    return NetworkSettings(
+        cidr=None, gateway_subnet_cidr=None, workload_subnet_cidrs=(), existing_id=existing,
+        gateway_subnet_id=subnet, workload_route_table_ids=tables, gateway_private_ip=fixed_ip,
+    )
+
+
 def _parse_aws(reader: _Reader) -> AwsSettings | None:
     raw = reader.obj("aws", _AWS_KEYS)
     if raw is None:
         reader.problem(f"'{reader.name('aws')}' is required: the AWS side (see Pulumi.dev.yaml)")
         return None
     region = reader.required(raw, "region", "aws.region", "an AWS region like 'eu-west-1'")
-    vpc, gw, workloads = _site_networks(reader, "aws", raw, "vpcCidr")
+    network = _parse_network(reader, "aws", raw, _AWS_NETWORK, _wants_test_vm(raw))
     ami_id = reader.get(raw, "amiId", str, None, "aws.amiId")
     owner = reader.get(raw, "amiOwner", str, None, "aws.amiOwner")
     name_filter = reader.get(raw, "amiNameFilter", str, None, "aws.amiNameFilter")
@@ -388,8 +492,7 @@ def _parse_aws(reader: _Reader) -> AwsSettings | None:
     if not _USER.fullmatch(admin_user):
         reader.problem(f"'{reader.name('aws.adminUser')}' is {admin_user!r}, not a valid user name")
     test_vm = None
-    tv = reader.obj("testVm", _AWS_TEST_VM_KEYS, raw, "aws.") if raw.get("testVm") not in (
-        None, False, "false") else None
+    tv = reader.obj("testVm", _AWS_TEST_VM_KEYS, raw, "aws.") if _wants_test_vm(raw) else None
     if tv is not None:
         test_vm = AwsTestVm(
             instance_type=reader.get(tv, "instanceType", str, "t3.micro", "aws.testVm.instanceType")
@@ -399,13 +502,11 @@ def _parse_aws(reader: _Reader) -> AwsSettings | None:
             ami_name_filter=reader.get(tv, "amiNameFilter", str, "debian-12-amd64-*",
                                        "aws.testVm.amiNameFilter") or "debian-12-amd64-*",
         )
-    if region is None or vpc is None or gw is None or not workloads:
+    if region is None or network is None:
         return None
     return AwsSettings(
         region=region,
-        vpc_cidr=vpc,
-        gateway_subnet_cidr=gw,
-        workload_subnet_cidrs=workloads,
+        network=network,
         availability_zone=reader.get(raw, "availabilityZone", str, None, "aws.availabilityZone"),
         instance_type=reader.get(raw, "instanceType", str, "t3.small", "aws.instanceType") or "t3.small",
         ami_id=ami_id,
@@ -423,11 +524,12 @@ def _parse_azure(reader: _Reader) -> AzureSettings | None:
         return None
     location = reader.required(raw, "location", "azure.location", "an Azure location like 'westeurope'")
     rg = reader.required(raw, "resourceGroupName", "azure.resourceGroupName",
-                         "the resource group to create, like 'ccvpn-dev'")
+                         "the resource group to create, like 'ccvpn-dev' (with vnetId: an existing "
+                         "one for the gateway)")
     if rg is not None and not _RG_NAME.fullmatch(rg):
         reader.problem(f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: use letters, digits, "
                        "'-', '_', '.', '(' and ')', not ending in '.'")
-    vnet, gw, workloads = _site_networks(reader, "azure", raw, "vnetCidr")
+    network = _parse_network(reader, "azure", raw, _AZURE_NETWORK, _wants_test_vm(raw))
     image_id = reader.required(
         raw, "imageId", "azure.imageId",
         "the id of your OpenBSD managed image or gallery image version "
@@ -440,8 +542,7 @@ def _parse_azure(reader: _Reader) -> AzureSettings | None:
     if not _USER.fullmatch(admin_user):
         reader.problem(f"'{reader.name('azure.adminUser')}' is {admin_user!r}, not a valid user name")
     test_vm = None
-    tv = reader.obj("testVm", _AZURE_TEST_VM_KEYS, raw, "azure.") if raw.get("testVm") not in (
-        None, False, "false") else None
+    tv = reader.obj("testVm", _AZURE_TEST_VM_KEYS, raw, "azure.") if _wants_test_vm(raw) else None
     if tv is not None:
         def tget(key: str, default: str) -> str:
             return reader.get(tv, key, str, default, f"azure.testVm.{key}") or default
@@ -453,14 +554,12 @@ def _parse_azure(reader: _Reader) -> AzureSettings | None:
             image_sku=tget("imageSku", "12-gen2"),
             image_version=tget("imageVersion", "latest"),
         )
-    if location is None or rg is None or vnet is None or gw is None or not workloads or not image_id:
+    if location is None or rg is None or network is None or not image_id:
         return None
     return AzureSettings(
         location=location,
         resource_group_name=rg,
-        vnet_cidr=vnet,
-        gateway_subnet_cidr=gw,
-        workload_subnet_cidrs=workloads,
+        network=network,
         vm_size=reader.get(raw, "vmSize", str, "Standard_B2s", "azure.vmSize") or "Standard_B2s",
         image_id=image_id,
         admin_user=admin_user,
@@ -532,23 +631,28 @@ def _parse_tunnel(reader: _Reader) -> TunnelSettings:
     )
 
 
+def _network_cidrs(side: str, keys: _NetworkKeys, net: NetworkSettings) -> list[tuple[str, str]]:
+    """Every CIDR of a created network with the key that set it (a BYO network has none yet)."""
+    labelled = [(f"{side}.{keys.cidr}", net.cidr), (f"{side}.gatewaySubnetCidr", net.gateway_subnet_cidr)]
+    labelled += [(f"{side}.workloadSubnetCidrs[{i}]", c) for i, c in enumerate(net.workload_subnet_cidrs)]
+    return [(k, c) for k, c in labelled if c is not None]
+
+
+def overlap_problems(aws: list[tuple[str, str]], azure: list[tuple[str, str]]) -> list[str]:
+    """Pairs of CIDRs across the sides that overlap, as messages naming both keys."""
+    return [
+        f"'{PROJECT}:{ka}' {a!r} overlaps '{PROJECT}:{kb}' {b!r}: the two sides must use separate "
+        "address ranges, or traffic cannot be routed between them"
+        for ka, a in aws for kb, b in azure
+        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b))
+    ]
+
+
 def _check_sides_apart(reader: _Reader, aws: AwsSettings | None, azure: AzureSettings | None) -> None:
     if aws is None or azure is None:
         return
-    aws_nets = [("aws.vpcCidr", aws.vpc_cidr), ("aws.gatewaySubnetCidr", aws.gateway_subnet_cidr)] + [
-        (f"aws.workloadSubnetCidrs[{i}]", c) for i, c in enumerate(aws.workload_subnet_cidrs)
-    ]
-    azure_nets = [("azure.vnetCidr", azure.vnet_cidr),
-                  ("azure.gatewaySubnetCidr", azure.gateway_subnet_cidr)] + [
-        (f"azure.workloadSubnetCidrs[{i}]", c) for i, c in enumerate(azure.workload_subnet_cidrs)
-    ]
-    for ka, a in aws_nets:
-        for kb, b in azure_nets:
-            if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
-                reader.problem(
-                    f"'{reader.name(ka)}' {a!r} overlaps '{reader.name(kb)}' {b!r}: the two sides "
-                    "must use separate address ranges, or traffic cannot be routed between them"
-                )
+    reader.problems += overlap_problems(_network_cidrs("aws", _AWS_NETWORK, aws.network),
+                                        _network_cidrs("azure", _AZURE_NETWORK, azure.network))
 
 
 def parse_settings(

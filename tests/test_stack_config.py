@@ -131,8 +131,9 @@ def test_dev_stack_parses_with_documented_defaults(dev_config: tuple[Values, set
     values, secrets = dev_config
     settings = parse_settings(values, secrets, stack="dev")
     assert settings.prefix == "ccvpn-dev"
-    assert settings.aws.gateway_private_ip == "10.10.0.10"
-    assert settings.azure.gateway_private_ip == "10.20.0.10"
+    assert settings.aws.network.gateway_private_ip == "10.10.0.10"
+    assert settings.azure.network.gateway_private_ip == "10.20.0.10"
+    assert not settings.aws.network.brings_own and not settings.azure.network.brings_own
     assert settings.aws.admin_user == "ec2-user" and settings.azure.admin_user == "azure-user"
     assert settings.tunnel.auth_mode == "pubkey" and settings.tunnel.psk is None
     assert (settings.tunnel.aws_role, settings.tunnel.azure_role) == ("active", "active")
