@@ -158,14 +158,6 @@ class LabCloud(pulumi.runtime.Mocks):
             return {"__id": role, "name": role, "arn": f"arn:aws:iam::123456789012:role/{role}"}
         if typ == "aws:ebs/snapshotImport:SnapshotImport":
             return {"__id": f"snap-{n:017x}", "volumeSize": 8, "arn": f"arn:aws:lab::{n}"}
-        if typ == "aws:s3/bucket:Bucket":
-            bucket = inputs.get("bucket") or f"{name}-{n:08x}"
-            return {"__id": bucket, "bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
-        if typ == "aws:iam/role:Role":
-            role = inputs.get("name") or f"{name}-{n:08x}"
-            return {"__id": role, "name": role, "arn": f"arn:aws:iam::123456789012:role/{role}"}
-        if typ == "aws:ebs/snapshotImport:SnapshotImport":
-            return {"__id": f"snap-{n:017x}", "volumeSize": 8, "arn": f"arn:aws:lab::{n}"}
         if typ.startswith("aws:ec2/"):
             return {"__id": f"{typ.split('/')[-1].split(':')[0].lower()}-{n:08x}", "arn": f"arn:aws:lab::{n}"}
         if typ.startswith("azure-native:"):
@@ -187,8 +179,6 @@ class LabCloud(pulumi.runtime.Mocks):
         }
         if kind == "PublicIPAddress":
             state["ipAddress"] = next(self._azure_ips)
-        if kind == "StorageAccount":
-            state["primaryEndpoints"] = {"blob": f"https://{resource_name}.blob.core.windows.net/"}
         if kind == "StorageAccount":
             state["primaryEndpoints"] = {"blob": f"https://{resource_name}.blob.core.windows.net/"}
         if kind == "NetworkInterface":
