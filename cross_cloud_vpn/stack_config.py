@@ -171,6 +171,19 @@ _AZURE_KEYS = (
 _AZURE_TEST_VM_KEYS = ("vmSize", "imagePublisher", "imageOffer", "imageSku", "imageVersion")
 _TUNNEL_KEYS = ("authMode", "ikeProposal", "childProposals", "dpdInterval", "awsRole", "azureRole")
 
+
+def known_keys() -> list[str]:
+    """Every key the program reads, dotted below its object (``aws.testVm.instanceType``)."""
+    nested = {"aws": _AWS_KEYS, "azure": _AZURE_KEYS, "tunnel": _TUNNEL_KEYS,
+              "aws.testVm": _AWS_TEST_VM_KEYS, "azure.testVm": _AZURE_TEST_VM_KEYS}
+    keys = []
+    for key in _TOP_KEYS:
+        keys.append(key)
+        keys += [f"{key}.{k}" for k in nested.get(key, ())]
+        for sub in nested.get(key, ()):
+            keys += [f"{key}.{sub}.{k}" for k in nested.get(f"{key}.{sub}", ())]
+    return keys
+
 T = TypeVar("T")
 
 

@@ -1,0 +1,56 @@
+"""The programs in examples/ run as another project would run them, under the lab cloud."""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from cross_cloud_vpn.lab_cloud import Evaluation, evaluate
+from tests.conftest import REPO
+
+E = "example:"
+RG = "/subscriptions/0/resourceGroups/net/providers/Microsoft.Network"
+
+
+def run_example(name: str, config: Mapping[str, str], keys: dict[str, str]) -> Evaluation:
+    exported: dict[str, Any] = {}
+
+    def program() -> dict[str, Any]:
+        namespace = runpy.run_path(str(REPO / "examples" / f"{name}.py"), run_name="__main__")
+        exported.update({"tunnel_status": namespace["pair"].tunnel_status})
+        return exported
+
+    return evaluate(program, config, {E + "sshPrivateKey"}, public_keys=keys)
+
+
+@pytest.fixture()
+def base(ssh_keypair: tuple[str, str]) -> dict[str, str]:
+    return {E + "sshPublicKey": ssh_keypair[0], E + "sshPrivateKey": ssh_keypair[1],
+            E + "adminCidr": "192.0.2.0/24", E + "amiId": "ami-0123456789abcdef0",
+            E + "azureImageId": "/subscriptions/0/resourceGroups/img/providers/Microsoft.Compute/images/obsd"}
+
+
+def test_new_networks_example_creates_both_networks_and_the_pair(
+    base: dict[str, str], iked_public_keys: dict[str, str]
+) -> None:
+    ev = run_example("new_networks", base, iked_public_keys)
+    types = {r.type for r in ev.resources}
+    assert {"aws:ec2/vpc:Vpc", "azure-native:network:VirtualNetwork",
+            "cross-cloud-vpn:tunnel:Ikev2GatewayPair"} <= types
+    assert len(ev.by_type("command:remote:Command")) == 8
+
+
+def test_byo_example_creates_no_network(base: dict[str, str], iked_public_keys: dict[str, str]) -> None:
+    config = {**base, E + "vpcId": "vpc-0123456789abcdef0", E + "gatewaySubnetId": "subnet-0123456789abcdef0",
+              E + "routeTableId": "rtb-0123456789abcdef0", E + "vnetResourceGroup": "net",
+              E + "vnetName": "hub", E + "azureGatewaySubnetId": f"{RG}/virtualNetworks/hub/subnets/gw",
+              E + "azureRouteTableId": f"{RG}/routeTables/workloads"}
+    ev = run_example("byo_networks", config, iked_public_keys)
+    types = {r.type for r in ev.resources}
+    assert not types & {"aws:ec2/vpc:Vpc", "azure-native:network:VirtualNetwork",
+                        "azure-native:resources:ResourceGroup", "aws:ec2/internetGateway:InternetGateway"}
+    routes = ev.by_type("aws:ec2/route:Route")
+    assert {r.inputs["destinationCidrBlock"] for r in routes} == {"10.40.0.0/16", "10.41.0.0/16"}
