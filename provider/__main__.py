@@ -1,0 +1,31 @@
+"""Component provider host of cross-cloud-vpn: the plugin behind ``pulumi package add``.
+
+Pulumi's python language host runs this folder (``python provider <engine address>``) in the
+plugin's virtualenv. The package is imported from the checkout this folder belongs to, so a
+``pulumi package add`` of a git tag serves exactly that tag's components; the schema is
+inferred from the components' type annotations by ``pulumi.provider.experimental``.
+"""
+
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if (REPO / "cross_cloud_vpn" / "__init__.py").is_file() and str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import pulumi  # noqa: E402
+from pulumi.provider.experimental import component_provider_host  # noqa: E402
+
+from cross_cloud_vpn.components import AwsSite, AzureSite, Ikev2GatewayPair  # noqa: E402
+
+NAME = "cross-cloud-vpn"
+COMPONENTS: list[type[pulumi.ComponentResource]] = [AwsSite, AzureSite, Ikev2GatewayPair]
+
+
+def version() -> str:
+    return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+
+
+if __name__ == "__main__":
+    component_provider_host(COMPONENTS, name=NAME, version=version())
