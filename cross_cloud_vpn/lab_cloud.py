@@ -50,6 +50,12 @@ DEFAULT_LOOKUPS: dict[str, dict[str, Any]] = {
     "azure-native:network:getVirtualNetwork": {
         "name": "existing-vnet", "addressSpace": {"addressPrefixes": ["10.40.0.0/16", "10.41.0.0/16"]},
     },
+    # AzureImage: the caller's subscription (names its storage account) and the upload's SAS.
+    "azure-native:authorization:getClientConfig": {
+        "subscriptionId": "00000000-0000-0000-0000-000000000000", "tenantId": "lab-tenant",
+        "clientId": "lab-client", "objectId": "lab-object",
+    },
+    "azure-native:storage:listStorageAccountServiceSAS": {"serviceSasToken": "sv=lab&sr=b&sp=cw&sig=lab"},
 }
 
 

@@ -8,7 +8,7 @@ chain (object -> snapshot -> AMI, VHD -> page blob -> image) point at the right 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +23,12 @@ from cross_cloud_vpn.components.images import (
     short_hash,
     storage_account_name,
 )
-from cross_cloud_vpn.lab_cloud import Evaluation, LabCloud, Registration, evaluate
+from cross_cloud_vpn.lab_cloud import DEFAULT_LOOKUPS, Evaluation, Registration, evaluate
 
 SHA_A = "a1" * 32
 SHA_B = "b2" * 32
-SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
-LAB_SAS = "sv=2022-11-02&sr=b&sp=cw&spr=https&sig=lab"
-
-
-@pytest.fixture(autouse=True)
-def azure_lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The two invokes AzureImage makes: the caller's subscription, and the blob's SAS."""
-    real = LabCloud.call
-
-    def call(self: LabCloud, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
-        if args.token == "azure-native:authorization:getClientConfig":
-            self.calls.append((args.token, dict(args.args)))
-            return {"subscriptionId": SUBSCRIPTION, "tenantId": "t", "clientId": "c", "objectId": "o"}, []
-        if args.token == "azure-native:storage:listStorageAccountServiceSAS":
-            self.calls.append((args.token, dict(args.args)))
-            return {"serviceSasToken": LAB_SAS}, []
-        return real(self, args)
-
-    monkeypatch.setattr(LabCloud, "call", call)
-    yield
+SUBSCRIPTION = DEFAULT_LOOKUPS["azure-native:authorization:getClientConfig"]["subscriptionId"]
+LAB_SAS = DEFAULT_LOOKUPS["azure-native:storage:listStorageAccountServiceSAS"]["serviceSasToken"]
 
 
 def program(tmp_path: Path, sha: str = SHA_A, **azure: Any) -> Callable[[], dict[str, Any]]:
