@@ -14,13 +14,19 @@ REPO = Path(__file__).resolve().parent.parent
 if (REPO / "cross_cloud_vpn" / "__init__.py").is_file() and str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import inspect  # noqa: E402
+
 import pulumi  # noqa: E402
 from pulumi.provider.experimental import component_provider_host  # noqa: E402
 
-from cross_cloud_vpn.components import AwsSite, AzureSite, Ikev2GatewayPair  # noqa: E402
+from cross_cloud_vpn import components  # noqa: E402
 
 NAME = "cross-cloud-vpn"
-COMPONENTS: list[type[pulumi.ComponentResource]] = [AwsSite, AzureSite, Ikev2GatewayPair]
+#: Every ComponentResource that cross_cloud_vpn.components exports, by name.
+COMPONENTS: list[type[pulumi.ComponentResource]] = sorted(
+    {v for v in vars(components).values() if inspect.isclass(v) and issubclass(v, pulumi.ComponentResource)},
+    key=lambda c: c.__name__,
+)
 
 
 def version() -> str:

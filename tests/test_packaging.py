@@ -94,9 +94,16 @@ def _clean_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = tmp_path_factory.mktemp("src") / "cross-cloud-vpn"
-    shutil.copytree(REPO, source, symlinks=True, ignore=COPY_IGNORE)
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A snapshot of the working tree (others may be editing it while the test runs)."""
+    copy = tmp_path_factory.mktemp("src") / "cross-cloud-vpn"
+    shutil.copytree(REPO, copy, symlinks=True, ignore=COPY_IGNORE)
+    assert (copy / "cross_cloud_vpn" / "components").is_symlink()
+    return copy
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
@@ -120,21 +127,21 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_wheel_holds_real_files_and_a_py_typed_per_package(wheel: Path) -> None:
+def test_wheel_holds_real_files_and_a_py_typed_per_package(wheel: Path, source: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         infos = {i.filename: i for i in zf.infolist()}
         for package in ("cross_cloud_vpn", *(f"cross_cloud_vpn/{p}" for p in SUBPACKAGES)):
             assert f"{package}/py.typed" in infos, f"{package}/py.typed missing from {wheel.name}"
             assert f"{package}/__init__.py" in infos
         for sub in SUBPACKAGES:
-            sources = sorted(p.name for p in (REPO / sub).glob("*.py"))
+            sources = sorted(p.name for p in (source / sub).glob("*.py"))
             in_wheel = sorted(n.rsplit("/", 1)[1] for n in infos if n.startswith(f"cross_cloud_vpn/{sub}/")
                               and n.endswith(".py"))
             assert in_wheel == sources, f"{sub}: wheel has {in_wheel}, folder has {sources}"
             for name in sources:
                 info = infos[f"cross_cloud_vpn/{sub}/{name}"]
                 assert not stat.S_ISLNK(info.external_attr >> 16), f"{info.filename} is a symlink"
-                assert zf.read(info) == (REPO / sub / name).read_bytes(), f"{info.filename} differs"
+                assert zf.read(info) == (source / sub / name).read_bytes(), f"{info.filename} differs"
         assert not [n for n in infos if n.startswith(("components/", "openbsd/", "lab/", "tests/"))], \
             "no bare top-level package may be installed next to cross_cloud_vpn"
 
