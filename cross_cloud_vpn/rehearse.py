@@ -115,7 +115,8 @@ def build_plan(stack_file: Path, stack: str, pings: int, progress: Any) -> LabPl
     progress(f"program re-evaluated with a new AWS workload CIDR: {ev2.outputs['aws_cidrs'][-1]}")
     mode = json.loads(values.get(f"{PROJECT}:tunnel", "{}")).get("authMode", "pubkey")
     plan = LabPlan(auth_mode=mode, gateways=gateway_plans(ev, values, private),
-                   changed=gateway_plans(ev2, changed_values, private), pings=pings)
+                   changed=gateway_plans(ev2, changed_values, private), pings=pings,
+                   check_script=ev.named("-tunnel-aws-check").inputs["stdin"])
     problems = plan.problems()
     if problems:
         raise ValueError("the evaluated program gave an unusable plan: " + "; ".join(problems))

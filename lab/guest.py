@@ -767,6 +767,29 @@ class Rehearsal:
             self.fail(f"unreachable pairs: {bad}")
         self.result["child_sas"] = {s.plan.name: child_sas(s.gw) for s in self.sides}
 
+    def check_script(self) -> None:
+        """Run the program's own tunnel check on each gateway, as `doas /bin/sh -s` would.
+
+        ikectl talks to /var/run/iked.sock; each lab iked has its own socket, bound there in
+        a private mount namespace for the duration of the check.
+        """
+        script = self.plan.check_script
+        if script is None:
+            return
+        outputs = {}
+        for s in self.sides:
+            # /var/run is /run here; /run is the guest's own tmpfs.
+            wrapper = f"touch /run/iked.sock && mount --bind {s.sock} /run/iked.sock && exec /bin/sh -s"
+            p = subprocess.run(["ip", "netns", "exec", s.gw, "unshare", "-m", "--propagation", "private",
+                                "/bin/sh", "-c", wrapper], input=script, capture_output=True, text=True,
+                               timeout=300)
+            outputs[s.plan.name] = p.stdout
+            first = (p.stdout.strip().splitlines() or ["no output"])[0]
+            progress(f"program's tunnel check on {s.plan.name}: {first!r} (exit {p.returncode})")
+            if first != "tunnel: up":
+                self.fail(f"the program's tunnel check said {first!r} on {s.plan.name}: {p.stderr.strip()}")
+        self.result["tunnel_check"] = outputs
+
     def restart(self) -> None:
         each: dict[str, float | None] = {}
         (ns_a, _), (_, ip_b) = self.first_hosts()
@@ -916,6 +939,7 @@ class Rehearsal:
             self.tunnel()
             if self.result.get("tunnel_s") is not None:
                 self.pings()
+                self.check_script()
                 self.restart()
                 self.wrong_key()
                 self.change()

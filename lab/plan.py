@@ -123,6 +123,8 @@ class LabPlan:
     gateways: tuple[GatewayPlan, GatewayPlan]
     changed: tuple[GatewayPlan, GatewayPlan] | None
     pings: int = 10
+    check_script: str | None = None
+    """The program's tunnel-check script (its check command's stdin), run unchanged on each gateway."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class LabPlan:
             "gateways": [g.to_dict() for g in self.gateways],
             "changed": None if self.changed is None else [g.to_dict() for g in self.changed],
             "pings": self.pings,
+            "check_script": self.check_script,
         }
 
     def to_json(self) -> str:
@@ -151,6 +154,7 @@ class LabPlan:
             gateways=(gws[0], gws[1]),
             changed=changed,
             pings=int(data.get("pings", 10)),
+            check_script=data.get("check_script"),
         )
 
     @staticmethod

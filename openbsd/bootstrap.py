@@ -145,7 +145,9 @@ def render_read_pubkey_script() -> str:
 
 
 def render_tunnel_check_script(wait_seconds: int = 120) -> str:
-    """Wait up to ``wait_seconds`` for an established IKE SA; print ``up`` or ``down`` and the SAs."""
+    """Wait up to ``wait_seconds`` for an established IKE SA with child SAs; print ``tunnel: up``
+    or ``tunnel: down`` and then what ``ikectl show sa`` said (checked against real ikectl output in
+    the rehearsal)."""
     if wait_seconds < 0:
         raise ValueError("wait_seconds must not be negative")
     return "\n".join(
@@ -153,9 +155,11 @@ def render_tunnel_check_script(wait_seconds: int = 120) -> str:
             "main() {",
             f"deadline=$(( $(date +%s) + {wait_seconds} ))",
             "while :; do",
-            "  if ikectl show sa 2>/dev/null | grep -q ESTABLISHED; then",
-            '    echo "tunnel: up"; ikectl show sa; return 0',
-            "  fi",
+            "  sas=$(ikectl show sa 2>/dev/null || true)",
+            "  # Up means an established IKE SA that carries child SAs, not a half-made one.",
+            '  case "$sas" in',
+            '    *ESTABLISHED*sa_childsas*) echo "tunnel: up"; echo "$sas"; return 0 ;;',
+            "  esac",
             '  [ "$(date +%s)" -ge "$deadline" ] && break',
             "  sleep 2",
             "done",

@@ -23,6 +23,7 @@ from cross_cloud_vpn.openbsd import (
     parse_bootstrap,
     render_bootstrap,
     render_gateway,
+    render_tunnel_check_script,
 )
 from tests.conftest import PSK
 
@@ -153,3 +154,24 @@ def test_pf_config_that_fails_its_check_replaces_nothing(tmp_path: Path) -> None
     assert code != 0 and "pfctl: syntax error" in output
     assert (etc / "iked.conf").read_text() == "# the previous, working config\n"
     assert "rcctl" not in calls
+
+
+@pytest.mark.parametrize(
+    ("ikectl_says", "expected"),
+    [
+        ("iked_sas: 0x1 ESTABLISHED i natt\n  sa_childsas: 0x2 ESP 0x79 out\n", "tunnel: up"),
+        ("iked_sas: 0x1 ESTABLISHED i natt\n", "tunnel: down"),  # no child SA: half made
+        ("iked_sas: 0x1 SA_INIT i\n", "tunnel: down"),
+        ("", "tunnel: down"),
+    ],
+    ids=["established", "no_child_sa", "sa_init", "nothing"],
+)
+def test_tunnel_check_script_reads_ikectl_output(tmp_path: Path, ikectl_says: str, expected: str) -> None:
+    """The real-ikectl case is covered in the rehearsal; here the script's decision, with sh."""
+    stub = tmp_path / "ikectl"
+    stub.write_text(f"#!/bin/sh\nprintf '%s' '{ikectl_says}'\n")
+    stub.chmod(0o755)
+    script = render_tunnel_check_script(wait_seconds=0)
+    result = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert result.stdout.splitlines()[0] == expected, result.stdout
