@@ -1,27 +1,24 @@
 """The AWS side: a VPC with an OpenBSD gateway behind an Elastic IP."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
-from .site import host_cidr
+from .site import GatewayEndpointArgs, host_cidr
 
 
-@dataclass(frozen=True)
-class AwsTestVmArgs:
+class AwsTestVmArgs(TypedDict):
     """A small Linux VM in the first workload subnet, to ping across the tunnel."""
 
     ami_id: pulumi.Input[str]
     private_ip: str
-    instance_type: str = "t3.micro"
+    instance_type: NotRequired[str | None]
+    """Default ``t3.micro``."""
 
 
-@dataclass(frozen=True)
-class AwsSiteArgs:
+class AwsSiteArgs(TypedDict):
     """Everything :class:`AwsSite` builds from. CIDRs are plain strings, known at preview.
 
     Either create a network (``vpc_cidr``, ``gateway_subnet_cidr``, ``workload_subnet_cidrs``)
@@ -33,51 +30,65 @@ class AwsSiteArgs:
     remote_cidrs: Sequence[str]
     """The peer's networks: routed to the gateway, allowed through its security group."""
     admin_cidrs: Sequence[str]
-    ssh_public_key: str
+    """Networks allowed to SSH to the gateway."""
+    ssh_public_key: pulumi.Input[str]
+    """RSA public key of the admin user."""
     ami_id: pulumi.Input[str]
-    gateway_private_ip: str | None = None
-    """Fixed private IP of the gateway; None lets AWS pick one in the gateway subnet."""
-    instance_type: str = "t3.small"
-    admin_user: str = "ec2-user"
-    availability_zone: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    test_vm: AwsTestVmArgs | None = None
-    # --- create a network
-    vpc_cidr: str | None = None
-    gateway_subnet_cidr: str | None = None
-    workload_subnet_cidrs: Sequence[str] = ()
-    # --- or bring your own
-    vpc_id: str | None = None
-    gateway_subnet_id: str | None = None
-    workload_route_table_ids: Sequence[str] = ()
-    local_cidrs: Sequence[str] = ()
-    """BYO only: the networks behind the gateway (the VPC's CIDR blocks)."""
+    """The OpenBSD AMI."""
+    gateway_private_ip: NotRequired[str | None]
+    """Fixed private IP of the gateway; unset lets AWS pick one in the gateway subnet."""
+    instance_type: NotRequired[str | None]
+    """Default ``t3.small``."""
+    admin_user: NotRequired[str | None]
+    """User with doas on the image; default ``ec2-user``."""
+    availability_zone: NotRequired[str | None]
+    tags: NotRequired[Mapping[str, str] | None]
+    test_vm: NotRequired[AwsTestVmArgs | None]
+    vpc_cidr: NotRequired[str | None]
+    """Create: the VPC."""
+    gateway_subnet_cidr: NotRequired[str | None]
+    """Create: the gateway's public subnet."""
+    workload_subnet_cidrs: NotRequired[Sequence[str] | None]
+    """Create: subnets routed through the tunnel."""
+    vpc_id: NotRequired[str | None]
+    """Bring your own: an existing VPC."""
+    gateway_subnet_id: NotRequired[str | None]
+    """Bring your own: a public subnet for the gateway."""
+    workload_route_table_ids: NotRequired[Sequence[str] | None]
+    """Bring your own: route tables that get a route per remote CIDR."""
+    local_cidrs: NotRequired[Sequence[str] | None]
+    """Bring your own: the networks behind the gateway (the VPC's CIDR blocks)."""
 
-    @property
-    def brings_own_network(self) -> bool:
-        return self.vpc_id is not None
 
-    def mode_problems(self) -> list[str]:
-        create = (self.vpc_cidr, self.gateway_subnet_cidr, tuple(self.workload_subnet_cidrs))
-        byo = (self.vpc_id, self.gateway_subnet_id, tuple(self.workload_route_table_ids),
-               tuple(self.local_cidrs))
-        if self.brings_own_network:
-            problems = [] if all(byo) else [
-                "vpc_id needs gateway_subnet_id, workload_route_table_ids and local_cidrs"]
-            if any(create):
-                problems.append("vpc_id (bring your own) cannot go with vpc_cidr/gateway_subnet_cidr/"
-                                "workload_subnet_cidrs (create)")
-            if self.test_vm is not None:
-                problems.append("test_vm needs a created network (no workload subnet is known with vpc_id)")
-            return problems
-        return [] if all(create) else [
-            "set vpc_cidr, gateway_subnet_cidr and workload_subnet_cidrs, or vpc_id"]
+def aws_mode_problems(args: AwsSiteArgs) -> list[str]:
+    """Why ``args`` is neither a complete "create" nor a complete "bring your own" network."""
+    create = (args.get("vpc_cidr"), args.get("gateway_subnet_cidr"), args.get("workload_subnet_cidrs"))
+    byo = (
+        args.get("vpc_id"),
+        args.get("gateway_subnet_id"),
+        args.get("workload_route_table_ids"),
+        args.get("local_cidrs"),
+    )
+    if args.get("vpc_id"):
+        problems = (
+            [] if all(byo) else ["vpc_id needs gateway_subnet_id, workload_route_table_ids and local_cidrs"]
+        )
+        if any(create):
+            problems.append(
+                "vpc_id (bring your own) cannot go with vpc_cidr/gateway_subnet_cidr/"
+                "workload_subnet_cidrs (create)"
+            )
+        if args.get("test_vm"):
+            problems.append("test_vm needs a created network (no workload subnet is known with vpc_id)")
+        return problems
+    return [] if all(create) else ["set vpc_cidr, gateway_subnet_cidr and workload_subnet_cidrs, or vpc_id"]
 
 
 class AwsSite(pulumi.ComponentResource):
     """VPC, subnets, routes, security group, Elastic IP and the OpenBSD gateway instance."""
 
-    site: str = "aws"
+    site: str
+    """Always "aws"."""
     admin_user: str
     public_ip: pulumi.Output[str]
     gateway_private_ip: pulumi.Output[str]
@@ -86,25 +97,30 @@ class AwsSite(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     test_vm_private_ip: pulumi.Output[str | None]
-    gateway: pulumi.Resource
+    gateway_ready: pulumi.Output[str]
+    """The Elastic IP association: exists once the gateway is reachable at ``public_ip``."""
 
     def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("cross-cloud-vpn:aws:Site", name, None, opts)
-        problems = args.mode_problems()
+        super().__init__("cross-cloud-vpn:index:AwsSite", name, None, opts)
+        problems = aws_mode_problems(args)
         if problems:
             raise ValueError(f"AwsSite {name}: {'; '.join(problems)}")
         child = pulumi.ResourceOptions(parent=self)
-        self.admin_user = args.admin_user
-        tags = dict(args.tags)
+        self.site = "aws"
+        self.admin_user = args.get("admin_user") or "ec2-user"
+        tags = dict(args.get("tags") or {})
+        remote_cidrs = list(args["remote_cidrs"])
 
         def tagged(suffix: str) -> dict[str, str]:
             return {**tags, "Name": f"{name}-{suffix}"}
 
-        local_cidrs = list(args.local_cidrs or args.workload_subnet_cidrs)
-        if args.brings_own_network:
-            vpc_id: pulumi.Input[str] = args.vpc_id or ""
-            gateway_subnet_id: pulumi.Input[str] = args.gateway_subnet_id or ""
-            workload_route_table_ids: list[pulumi.Input[str]] = list(args.workload_route_table_ids)
+        local_cidrs = list(args.get("local_cidrs") or args.get("workload_subnet_cidrs") or [])
+        if args.get("vpc_id"):
+            vpc_id: pulumi.Input[str] = args.get("vpc_id") or ""
+            gateway_subnet_id: pulumi.Input[str] = args.get("gateway_subnet_id") or ""
+            workload_route_table_ids: list[pulumi.Input[str]] = list(
+                args.get("workload_route_table_ids") or []
+            )
             workload_subnet_ids: list[pulumi.Output[str]] = []
         else:
             vpc_id, gateway_subnet_id, workload_route_table_ids, workload_subnet_ids = self._network(
@@ -112,33 +128,51 @@ class AwsSite(pulumi.ComponentResource):
             )
 
         sg = aws.ec2.SecurityGroup(
-            f"{name}-gateway", vpc_id=vpc_id, tags=tagged("gateway"),
+            f"{name}-gateway",
+            vpc_id=vpc_id,
+            tags=tagged("gateway"),
             description="cross-cloud-vpn gateway: SSH from admins, forwarded traffic; IKE/ESP added per peer",
             opts=child,
         )
-        for i, cidr in enumerate(args.admin_cidrs):
+        for i, cidr in enumerate(args["admin_cidrs"]):
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-ssh-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=22, to_port=22,
-                cidr_ipv4=cidr, description="SSH from an admin network", opts=child,
+                f"{name}-ssh-{i}",
+                security_group_id=sg.id,
+                ip_protocol="tcp",
+                from_port=22,
+                to_port=22,
+                cidr_ipv4=cidr,
+                description="SSH from an admin network",
+                opts=child,
             )
-        forwarded = [*local_cidrs, *args.remote_cidrs]
+        forwarded = [*local_cidrs, *remote_cidrs]
         for i, cidr in enumerate(forwarded):
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-forward-{i}", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4=cidr,
-                description="traffic the gateway forwards between the sites", opts=child,
+                f"{name}-forward-{i}",
+                security_group_id=sg.id,
+                ip_protocol="-1",
+                cidr_ipv4=cidr,
+                description="traffic the gateway forwards between the sites",
+                opts=child,
             )
         aws.vpc.SecurityGroupEgressRule(
-            f"{name}-egress", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
-            description="all outbound", opts=child,
+            f"{name}-egress",
+            security_group_id=sg.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="all outbound",
+            opts=child,
         )
 
-        key = aws.ec2.KeyPair(f"{name}-key", public_key=args.ssh_public_key, tags=tagged("key"), opts=child)
+        key = aws.ec2.KeyPair(
+            f"{name}-key", public_key=args["ssh_public_key"], tags=tagged("key"), opts=child
+        )
         instance = aws.ec2.Instance(
             f"{name}-gateway",
-            ami=args.ami_id,
-            instance_type=args.instance_type,
+            ami=args["ami_id"],
+            instance_type=args.get("instance_type") or "t3.small",
             subnet_id=gateway_subnet_id,
-            private_ip=args.gateway_private_ip,
+            private_ip=args.get("gateway_private_ip"),
             vpc_security_group_ids=[sg.id],
             key_name=key.key_name,
             # The gateway forwards packets that are neither from nor to itself.
@@ -154,18 +188,27 @@ class AwsSite(pulumi.ComponentResource):
             f"{name}-gateway", allocation_id=eip.allocation_id, instance_id=instance.id, opts=child
         )
         for t, table_id in enumerate(workload_route_table_ids):
-            for i, cidr in enumerate(args.remote_cidrs):
+            for i, cidr in enumerate(remote_cidrs):
                 aws.ec2.Route(
                     f"{name}-to-remote-{i}" if t == 0 else f"{name}-rt{t}-to-remote-{i}",
-                    route_table_id=table_id, destination_cidr_block=cidr,
-                    network_interface_id=instance.primary_network_interface_id, opts=child,
+                    route_table_id=table_id,
+                    destination_cidr_block=cidr,
+                    network_interface_id=instance.primary_network_interface_id,
+                    opts=child,
                 )
 
         self.test_vm_private_ip = pulumi.Output.from_input(None)
-        if args.test_vm is not None:
+        test_vm = args.get("test_vm")
+        if test_vm:
             self.test_vm_private_ip = self._test_vm(
-                name, args.test_vm, vpc_id, workload_subnet_ids[0], key.key_name,
-                [args.gateway_subnet_cidr or "", *forwarded], tagged, child,
+                name,
+                test_vm,
+                vpc_id,
+                workload_subnet_ids[0],
+                key.key_name,
+                [args.get("gateway_subnet_cidr") or "", *forwarded],
+                tagged,
+                child,
             )
 
         self.public_ip = eip.public_ip
@@ -174,7 +217,7 @@ class AwsSite(pulumi.ComponentResource):
         self.instance_id = instance.id
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.security_group_id = sg.id
-        self.gateway = association
+        self.gateway_ready = association.id
         self.register_outputs(
             {
                 "public_ip": self.public_ip,
@@ -184,28 +227,55 @@ class AwsSite(pulumi.ComponentResource):
                 "vpc_id": self.vpc_id,
                 "security_group_id": self.security_group_id,
                 "test_vm_private_ip": self.test_vm_private_ip,
+                "gateway_ready": self.gateway_ready,
             }
         )
 
+    def endpoint(self) -> GatewayEndpointArgs:
+        """This gateway as :class:`Ikev2GatewayPair` takes it."""
+        return GatewayEndpointArgs(
+            site=self.site,
+            admin_user=self.admin_user,
+            public_ip=self.public_ip,
+            gateway_private_ip=self.gateway_private_ip,
+            cidrs=self.cidrs,
+            gateway_ready=self.gateway_ready,
+            aws_security_group_id=self.security_group_id,
+        )
+
     def _network(
-        self, name: str, args: AwsSiteArgs, tagged: Callable[[str], dict[str, str]],
+        self,
+        name: str,
+        args: AwsSiteArgs,
+        tagged: Callable[[str], dict[str, str]],
         child: pulumi.ResourceOptions,
     ) -> tuple[pulumi.Output[str], pulumi.Output[str], list[pulumi.Input[str]], list[pulumi.Output[str]]]:
         """A new VPC: internet gateway, public gateway subnet, workload subnets and their route table."""
         vpc = aws.ec2.Vpc(
-            f"{name}-vpc", cidr_block=args.vpc_cidr, enable_dns_support=True,
-            enable_dns_hostnames=True, tags=tagged("vpc"), opts=child,
+            f"{name}-vpc",
+            cidr_block=args.get("vpc_cidr"),
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags=tagged("vpc"),
+            opts=child,
         )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tagged("igw"), opts=child)
         gateway_subnet = aws.ec2.Subnet(
-            f"{name}-gateway", vpc_id=vpc.id, cidr_block=args.gateway_subnet_cidr,
-            availability_zone=args.availability_zone, map_public_ip_on_launch=False,
-            tags=tagged("gateway"), opts=child,
+            f"{name}-gateway",
+            vpc_id=vpc.id,
+            cidr_block=args.get("gateway_subnet_cidr"),
+            availability_zone=args.get("availability_zone"),
+            map_public_ip_on_launch=False,
+            tags=tagged("gateway"),
+            opts=child,
         )
         public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tagged("public"), opts=child)
         aws.ec2.Route(
-            f"{name}-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
-            gateway_id=igw.id, opts=child,
+            f"{name}-default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=child,
         )
         aws.ec2.RouteTableAssociation(
             f"{name}-gateway", subnet_id=gateway_subnet.id, route_table_id=public_rt.id, opts=child
@@ -214,10 +284,14 @@ class AwsSite(pulumi.ComponentResource):
             f"{name}-workload", vpc_id=vpc.id, tags=tagged("workload"), opts=child
         )
         subnet_ids = []
-        for i, cidr in enumerate(args.workload_subnet_cidrs):
+        for i, cidr in enumerate(args.get("workload_subnet_cidrs") or []):
             subnet = aws.ec2.Subnet(
-                f"{name}-workload-{i}", vpc_id=vpc.id, cidr_block=cidr,
-                availability_zone=args.availability_zone, tags=tagged(f"workload-{i}"), opts=child,
+                f"{name}-workload-{i}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=args.get("availability_zone"),
+                tags=tagged(f"workload-{i}"),
+                opts=child,
             )
             aws.ec2.RouteTableAssociation(
                 f"{name}-workload-{i}", subnet_id=subnet.id, route_table_id=workload_rt.id, opts=child
@@ -226,43 +300,77 @@ class AwsSite(pulumi.ComponentResource):
         return vpc.id, gateway_subnet.id, [workload_rt.id], subnet_ids
 
     def _test_vm(
-        self, name: str, vm: AwsTestVmArgs, vpc_id: pulumi.Input[str], subnet_id: pulumi.Input[str],
-        key_name: pulumi.Input[str], sources: list[str], tagged: Callable[[str], dict[str, str]],
+        self,
+        name: str,
+        vm: AwsTestVmArgs,
+        vpc_id: pulumi.Input[str],
+        subnet_id: pulumi.Input[str],
+        key_name: pulumi.Input[str],
+        sources: list[str],
+        tagged: Callable[[str], dict[str, str]],
         child: pulumi.ResourceOptions,
     ) -> pulumi.Output[str | None]:
         """A small Linux VM in the first workload subnet that anything of both sites may reach."""
         vm_sg = aws.ec2.SecurityGroup(
-            f"{name}-test-vm", vpc_id=vpc_id, tags=tagged("test-vm"),
-            description="cross-cloud-vpn test VM: anything from both sites' networks", opts=child,
+            f"{name}-test-vm",
+            vpc_id=vpc_id,
+            tags=tagged("test-vm"),
+            description="cross-cloud-vpn test VM: anything from both sites' networks",
+            opts=child,
         )
         for i, cidr in enumerate(sources):
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-test-vm-{i}", security_group_id=vm_sg.id, ip_protocol="-1", cidr_ipv4=cidr,
+                f"{name}-test-vm-{i}",
+                security_group_id=vm_sg.id,
+                ip_protocol="-1",
+                cidr_ipv4=cidr,
                 opts=child,
             )
         aws.vpc.SecurityGroupEgressRule(
-            f"{name}-test-vm-egress", security_group_id=vm_sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
+            f"{name}-test-vm-egress",
+            security_group_id=vm_sg.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
             opts=child,
         )
         instance = aws.ec2.Instance(
-            f"{name}-test-vm", ami=vm.ami_id, instance_type=vm.instance_type, subnet_id=subnet_id,
-            private_ip=vm.private_ip, key_name=key_name, vpc_security_group_ids=[vm_sg.id],
-            tags=tagged("test-vm"), metadata_options={"http_tokens": "required"}, opts=child,
+            f"{name}-test-vm",
+            ami=vm["ami_id"],
+            instance_type=vm.get("instance_type") or "t3.micro",
+            subnet_id=subnet_id,
+            private_ip=vm["private_ip"],
+            key_name=key_name,
+            vpc_security_group_ids=[vm_sg.id],
+            tags=tagged("test-vm"),
+            metadata_options={"http_tokens": "required"},
+            opts=child,
         )
         return instance.private_ip
 
-    def allow_ike_from(
-        self, name: str, peer_public_ip: pulumi.Input[str], opts: pulumi.ResourceOptions
-    ) -> list[pulumi.Resource]:
-        peer = pulumi.Output.from_input(peer_public_ip).apply(host_cidr)
-        rules: list[tuple[str, str, int | None]] = [
-            ("ike", "udp", 500), ("nat-t", "udp", 4500), ("esp", "50", None),
-        ]
-        return [
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-{label}", security_group_id=self.security_group_id, ip_protocol=proto,
-                from_port=port, to_port=port, cidr_ipv4=peer,
-                description=f"{label.upper()} from the peer gateway only", opts=opts,
-            )
-            for label, proto, port in rules
-        ]
+
+def aws_peer_rules(
+    name: str,
+    security_group_id: pulumi.Input[str],
+    peer_public_ip: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> list[pulumi.Resource]:
+    """Security group rules letting IKE (udp 500, 4500) and ESP in from the peer's public IP only."""
+    peer = pulumi.Output.from_input(peer_public_ip).apply(host_cidr)
+    rules: list[tuple[str, str, int | None]] = [
+        ("ike", "udp", 500),
+        ("nat-t", "udp", 4500),
+        ("esp", "50", None),
+    ]
+    return [
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-{label}",
+            security_group_id=security_group_id,
+            ip_protocol=proto,
+            from_port=port,
+            to_port=port,
+            cidr_ipv4=peer,
+            description=f"{label.upper()} from the peer gateway only",
+            opts=opts,
+        )
+        for label, proto, port in rules
+    ]

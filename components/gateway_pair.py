@@ -13,14 +13,15 @@ Per side, with pulumi-command over SSH to the gateway's public IP:
 
 The peer-only IKE/ESP rules are made here too (through each site's ``allow_ike_from``), so
 the two sites stay independent: neither waits for the other cloud while it builds.
+
+The pair takes each side as a :class:`GatewayEndpointArgs` (values and outputs, no site
+object), so it works the same from Python and, through the component package, from any
+language.
 """
 
-from __future__ import annotations
-
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi_command import remote
@@ -34,120 +35,176 @@ from cross_cloud_vpn.openbsd import (
     PskAuth,
     PubkeyAuth,
     RenderedGateway,
-    Role,
     render_gateway,
     render_read_pubkey_script,
     render_tunnel_check_script,
 )
 
-from .site import GatewaySite
+from .aws_site import aws_peer_rules
+from .azure_site import azure_peer_rules
+from .site import GatewayEndpointArgs, IkeAuthMode, IkeRole
 
 #: How long the first SSH dial may keep failing while an instance boots.
 SSH_WAIT_TIMEOUT = "20m"
+DEFAULT_TUNNEL_CHECK_SECONDS = 180
 
 
-@dataclass(frozen=True)
-class Ikev2GatewayPairArgs:
-    """The two sites to join and how the tunnel between them is set up."""
+class Ikev2GatewayPairArgs(TypedDict):
+    """The two gateways to join and how the tunnel between them is set up."""
 
-    left: GatewaySite
-    right: GatewaySite
+    left: GatewayEndpointArgs
+    right: GatewayEndpointArgs
     ssh_private_key: pulumi.Input[str]
     """The key both gateways accept for their admin user. Made a secret here in any case."""
     admin_cidrs: Sequence[str]
-    auth_mode: Literal["pubkey", "psk"] = "pubkey"
-    psk: pulumi.Input[str] | None = None
-    ike_proposal: str = DEFAULT_IKE_PROPOSAL
-    child_proposals: Sequence[str] = DEFAULT_CHILD_PROPOSALS
-    dpd_interval: int = DEFAULT_DPD_INTERVAL
-    roles: Mapping[str, Role] = field(default_factory=dict)
-    """Per site name; a site not named is ``active``."""
-    tunnel_check_seconds: int = 180
+    """Networks allowed to SSH to the gateways (pf.conf)."""
+    auth_mode: NotRequired[IkeAuthMode | None]
+    """Default ``pubkey``."""
+    psk: NotRequired[pulumi.Input[str] | None]
+    """The pre-shared key in ``psk`` mode (a secret)."""
+    ike_proposal: NotRequired[str | None]
+    child_proposals: NotRequired[Sequence[str] | None]
+    dpd_interval: NotRequired[int | None]
+    """Seconds between liveness checks (0: off); default 30."""
+    left_role: NotRequired[IkeRole | None]
+    """Default ``active``: both sides initiate, with enforcesingleikesa."""
+    right_role: NotRequired[IkeRole | None]
+    tunnel_check_seconds: NotRequired[int | None]
+    """How long the final check waits for an established SA; default 180."""
+
+
+def _peer_rules(
+    name: str, endpoint: GatewayEndpointArgs, peer_ip: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> list[pulumi.Resource]:
+    """The cloud's firewall rules admitting IKE/ESP from the peer only; none for a gateway elsewhere."""
+    if endpoint.get("aws_security_group_id"):
+        return aws_peer_rules(name, endpoint.get("aws_security_group_id") or "", peer_ip, opts)
+    rg, nsg = endpoint.get("azure_resource_group_name"), endpoint.get("azure_network_security_group_name")
+    if rg and nsg:
+        return azure_peer_rules(name, rg, nsg, peer_ip, opts)
+    return []
 
 
 class Ikev2GatewayPair(pulumi.ComponentResource):
-    """Two OpenBSD gateways running iked, each configured from the other's outputs."""
+    """Two OpenBSD gateways running iked, each configured over SSH from the other's outputs."""
 
     iked_conf: dict[str, pulumi.Output[str]]
     """The exact iked.conf pushed to each site (a secret in PSK mode)."""
     pf_conf: dict[str, pulumi.Output[str]]
+    """The exact pf.conf pushed to each site."""
     iked_public_key: dict[str, pulumi.Output[str]]
+    """Each gateway's own iked public key, as it printed it."""
     tunnel_status: pulumi.Output[str]
+    """"aws: up, azure: up" once both gateways see an established SA with child SAs."""
 
     def __init__(
         self, name: str, args: Ikev2GatewayPairArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("cross-cloud-vpn:tunnel:Ikev2GatewayPair", name, None, opts)
-        if args.auth_mode == "psk" and args.psk is None:
+        super().__init__("cross-cloud-vpn:index:Ikev2GatewayPair", name, None, opts)
+        mode = IkeAuthMode(args.get("auth_mode") or IkeAuthMode.PUBKEY)
+        if mode == IkeAuthMode.PSK and not args.get("psk"):
             raise ValueError("Ikev2GatewayPair: auth_mode 'psk' needs a psk")
-        sites = (args.left, args.right)
-        if sites[0].site == sites[1].site:
-            raise ValueError(f"Ikev2GatewayPair: both sites are named {sites[0].site!r}")
-        private_key = pulumi.Output.secret(args.ssh_private_key)
-        psk = None if args.psk is None else pulumi.Output.secret(args.psk)
+        sites = (args["left"], args["right"])
+        if sites[0]["site"] == sites[1]["site"]:
+            raise ValueError(f"Ikev2GatewayPair: both sides are named {sites[0]['site']!r}")
+        roles = {
+            sites[0]["site"]: IkeRole(args.get("left_role") or IkeRole.ACTIVE),
+            sites[1]["site"]: IkeRole(args.get("right_role") or IkeRole.ACTIVE),
+        }
+        # Values from other languages arrive as floats.
+        dpd_interval = int(args.get("dpd_interval") or DEFAULT_DPD_INTERVAL)
+        check_seconds = int(args.get("tunnel_check_seconds") or DEFAULT_TUNNEL_CHECK_SECONDS)
+        ike_proposal = args.get("ike_proposal") or DEFAULT_IKE_PROPOSAL
+        child_proposals = list(args.get("child_proposals") or DEFAULT_CHILD_PROPOSALS)
+        admin_cidrs = list(args["admin_cidrs"])
+        private_key = pulumi.Output.secret(args["ssh_private_key"])
+        psk = pulumi.Output.secret(args.get("psk")) if mode == IkeAuthMode.PSK else None
 
         rules: list[pulumi.Resource] = []
         for site, peer in (sites, sites[::-1]):
-            rules += site.allow_ike_from(
-                f"{name}-{site.site}-from-{peer.site}", peer.public_ip, pulumi.ResourceOptions(parent=self)
+            rules += _peer_rules(
+                f"{name}-{site['site']}-from-{peer['site']}",
+                site,
+                peer["public_ip"],
+                pulumi.ResourceOptions(parent=self),
             )
 
-        def connection(site: GatewaySite, dial_error_limit: int | None = None) -> remote.ConnectionArgs:
+        def connection(
+            site: GatewayEndpointArgs, dial_error_limit: int | None = None
+        ) -> remote.ConnectionArgs:
             return remote.ConnectionArgs(
-                host=site.public_ip, user=site.admin_user, private_key=private_key,
-                dial_error_limit=dial_error_limit, per_dial_timeout=30,
+                host=site["public_ip"],
+                user=site["admin_user"],
+                private_key=private_key,
+                dial_error_limit=dial_error_limit,
+                per_dial_timeout=30,
             )
 
         public_keys: dict[str, pulumi.Output[str]] = {}
         waits: dict[str, remote.Command] = {}
         for site in sites:
-            waits[site.site] = remote.Command(
-                f"{name}-{site.site}-wait-ssh",
+            name_of = f"{name}-{site['site']}"
+            waits[site["site"]] = remote.Command(
+                f"{name_of}-wait-ssh",
                 connection=connection(site, dial_error_limit=-1),
                 create="uname -sr",
+                # Starts once the machine and its public IP exist; a new machine waits again.
+                triggers=[site["gateway_ready"]],
                 opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[site.gateway],
+                    parent=self,
                     custom_timeouts=pulumi.CustomTimeouts(create=SSH_WAIT_TIMEOUT),
                 ),
             )
             read_key = remote.Command(
-                f"{name}-{site.site}-pubkey",
+                f"{name_of}-pubkey",
                 connection=connection(site),
                 create=REMOTE_SHELL,
                 stdin=render_read_pubkey_script(),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[waits[site.site]]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[waits[site["site"]]]),
             )
-            public_keys[site.site] = read_key.stdout
+            public_keys[site["site"]] = read_key.stdout
 
         self.iked_conf, self.pf_conf, configures = {}, {}, []
         for site, peer in (sites, sites[::-1]):
-            role = args.roles.get(site.site, "active")
+            here, there = site["site"], peer["site"]
 
-            def render(values: list[Any], site: GatewaySite = site, peer: GatewaySite = peer,
-                       role: Role = role) -> RenderedGateway:
+            def render(values: list[Any], here: str = here, there: str = there) -> RenderedGateway:
                 private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret = values
-                auth: PubkeyAuth | PskAuth = PskAuth(secret) if args.auth_mode == "psk" else PubkeyAuth()
+                auth: PubkeyAuth | PskAuth = PskAuth(secret) if mode == IkeAuthMode.PSK else PubkeyAuth()
                 return render_gateway(
                     GatewaySpec(
-                        site=site.site, peer_site=peer.site, private_ip=private_ip, public_ip=public_ip,
-                        peer_public_ip=peer_ip, local_cidrs=local_cidrs, remote_cidrs=remote_cidrs,
-                        admin_cidrs=list(args.admin_cidrs), auth=auth,
-                        peer_public_key=peer_key if args.auth_mode == "pubkey" else None,
-                        role=role, ike_proposal=args.ike_proposal,
-                        child_proposals=list(args.child_proposals), dpd_interval=args.dpd_interval,
+                        site=here,
+                        peer_site=there,
+                        private_ip=private_ip,
+                        public_ip=public_ip,
+                        peer_public_ip=peer_ip,
+                        local_cidrs=list(local_cidrs),
+                        remote_cidrs=list(remote_cidrs),
+                        admin_cidrs=admin_cidrs,
+                        auth=auth,
+                        peer_public_key=peer_key if mode == IkeAuthMode.PUBKEY else None,
+                        role=roles[here].value,
+                        ike_proposal=ike_proposal,
+                        child_proposals=child_proposals,
+                        dpd_interval=dpd_interval,
                     )
                 )
 
             rendered = pulumi.Output.all(
-                site.gateway_private_ip, site.public_ip, peer.public_ip, site.cidrs, peer.cidrs,
-                public_keys[peer.site] if args.auth_mode == "pubkey" else None, psk,
+                site["gateway_private_ip"],
+                site["public_ip"],
+                peer["public_ip"],
+                site["cidrs"],
+                peer["cidrs"],
+                public_keys[there] if mode == IkeAuthMode.PUBKEY else None,
+                psk,
             ).apply(render)
             bootstrap = rendered.apply(lambda r: r.bootstrap)
-            self.iked_conf[site.site] = rendered.apply(lambda r: r.iked_conf)
-            self.pf_conf[site.site] = rendered.apply(lambda r: r.pf_conf)
+            self.iked_conf[here] = rendered.apply(lambda r: r.iked_conf)
+            self.pf_conf[here] = rendered.apply(lambda r: r.pf_conf)
             configures.append(
                 remote.Command(
-                    f"{name}-{site.site}-configure",
+                    f"{name}-{here}-configure",
                     connection=connection(site),
                     create=REMOTE_SHELL,
                     stdin=bootstrap,
@@ -155,21 +212,21 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                     triggers=[bootstrap.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())],
                     # Only iked/pfctl complaints and one status line; nothing secret is printed.
                     logging=remote.Logging.STDERR,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[waits[site.site], *rules]),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[waits[here], *rules]),
                 )
             )
 
         statuses = []
         for site in sites:
             check = remote.Command(
-                f"{name}-{site.site}-check",
+                f"{name}-{site['site']}-check",
                 connection=connection(site),
                 create=REMOTE_SHELL,
-                stdin=render_tunnel_check_script(args.tunnel_check_seconds),
+                stdin=render_tunnel_check_script(check_seconds),
                 triggers=[c.triggers for c in configures],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=configures),
             )
-            statuses.append(_status(site.site, check.stdout))
+            statuses.append(_status(site["site"], check.stdout))
         self.iked_public_key = public_keys
         self.tunnel_status = pulumi.Output.all(*statuses).apply(lambda parts: ", ".join(parts))
         self.register_outputs(

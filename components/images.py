@@ -96,7 +96,7 @@ class AwsImage(pulumi.ComponentResource):
     short_hash: str
 
     def __init__(self, name: str, args: AwsImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("cross-cloud-vpn:aws:Image", name, None, opts)
+        super().__init__("cross-cloud-vpn:index:AwsImage", name, None, opts)
         if args.disk_format not in AWS_DISK_FORMATS:
             raise ValueError(f"disk_format must be one of {AWS_DISK_FORMATS}, not {args.disk_format!r}")
         h = self.short_hash = short_hash(args.sha256)
@@ -224,7 +224,7 @@ class AzureImage(pulumi.ComponentResource):
     short_hash: str
 
     def __init__(self, name: str, args: AzureImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("cross-cloud-vpn:azure:Image", name, None, opts)
+        super().__init__("cross-cloud-vpn:index:AzureImage", name, None, opts)
         h = self.short_hash = short_hash(args.sha256)
         child = pulumi.ResourceOptions(parent=self)
         tags = {**args.tags, "imageSha256": args.sha256}

@@ -59,6 +59,16 @@ DEFAULT_LOOKUPS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The input that names an azure-native resource of each kind the program makes.
+_AZURE_NAME_KEYS = {
+    "ResourceGroup": "resourceGroupName", "VirtualNetwork": "virtualNetworkName", "Subnet": "subnetName",
+    "NetworkSecurityGroup": "networkSecurityGroupName", "SecurityRule": "securityRuleName",
+    "RouteTable": "routeTableName", "Route": "routeName", "PublicIPAddress": "publicIpAddressName",
+    "NetworkInterface": "networkInterfaceName", "VirtualMachine": "vmName", "StorageAccount": "accountName",
+    "BlobContainer": "containerName", "Image": "imageName",
+}
+
+
 @dataclass
 class Registration:
     """One resource as the program registered it."""
@@ -174,10 +184,8 @@ class LabCloud(pulumi.runtime.Mocks):
 
     def _azure(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         kind = typ.rsplit(":", 1)[-1]
-        name_key = next((k for k in inputs if k.endswith("Name") and k not in (
-            "resourceGroupName", "virtualNetworkName", "networkSecurityGroupName", "routeTableName")), None)
-        resource_name = inputs.get(name_key) if name_key else None
-        resource_name = resource_name or name
+        # Azure names a resource by its own name property (else Pulumi's auto-name, here the logical one).
+        resource_name = inputs.get(_AZURE_NAME_KEYS.get(kind, "")) or name
         state: dict[str, Any] = {
             "name": resource_name,
             "__id": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"

@@ -33,26 +33,37 @@ azure_nets = list(vnet.address_space.address_prefixes)
 aws_site = AwsSite(
     "aws",
     AwsSiteArgs(
-        vpc_id=vpc.id, gateway_subnet_id=config.require("gatewaySubnetId"),
-        workload_route_table_ids=[config.require("routeTableId")], local_cidrs=aws_nets,
-        remote_cidrs=azure_nets, admin_cidrs=admin, ssh_public_key=ssh_public_key,
+        vpc_id=vpc.id,
+        gateway_subnet_id=config.require("gatewaySubnetId"),
+        workload_route_table_ids=[config.require("routeTableId")],
+        local_cidrs=aws_nets,
+        remote_cidrs=azure_nets,
+        admin_cidrs=admin,
+        ssh_public_key=ssh_public_key,
         ami_id=config.require("amiId"),
     ),
 )
 azure_site = AzureSite(
     "azure",
     AzureSiteArgs(
-        location="westeurope", resource_group_name=vnet_rg,
-        vnet_id=f"{vnet.id}", gateway_subnet_id=config.require("azureGatewaySubnetId"),
-        workload_route_table_id=config.require("azureRouteTableId"), local_cidrs=azure_nets,
-        remote_cidrs=aws_nets, admin_cidrs=admin, ssh_public_key=ssh_public_key,
+        location="westeurope",
+        resource_group_name=vnet_rg,
+        vnet_id=f"{vnet.id}",
+        gateway_subnet_id=config.require("azureGatewaySubnetId"),
+        workload_route_table_id=config.require("azureRouteTableId"),
+        local_cidrs=azure_nets,
+        remote_cidrs=aws_nets,
+        admin_cidrs=admin,
+        ssh_public_key=ssh_public_key,
         image_id=config.require("azureImageId"),
     ),
 )
 pair = Ikev2GatewayPair(
     "vpn",
     Ikev2GatewayPairArgs(
-        left=aws_site, right=azure_site, ssh_private_key=config.require_secret("sshPrivateKey"),
+        left=aws_site.endpoint(),
+        right=azure_site.endpoint(),
+        ssh_private_key=config.require_secret("sshPrivateKey"),
         admin_cidrs=admin,
     ),
 )

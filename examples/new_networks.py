@@ -24,24 +24,37 @@ aws_nets, azure_nets = ["10.10.1.0/24"], ["10.20.1.0/24"]
 aws_site = AwsSite(
     "aws",
     AwsSiteArgs(
-        vpc_cidr="10.10.0.0/16", gateway_subnet_cidr="10.10.0.0/24", workload_subnet_cidrs=aws_nets,
-        gateway_private_ip="10.10.0.10", remote_cidrs=azure_nets, admin_cidrs=admin,
-        ssh_public_key=ssh_public_key, ami_id=config.require("amiId"),
+        vpc_cidr="10.10.0.0/16",
+        gateway_subnet_cidr="10.10.0.0/24",
+        workload_subnet_cidrs=aws_nets,
+        gateway_private_ip="10.10.0.10",
+        remote_cidrs=azure_nets,
+        admin_cidrs=admin,
+        ssh_public_key=ssh_public_key,
+        ami_id=config.require("amiId"),
     ),
 )
 azure_site = AzureSite(
     "azure",
     AzureSiteArgs(
-        location="westeurope", resource_group_name="vpn-example", vnet_cidr="10.20.0.0/16",
-        gateway_subnet_cidr="10.20.0.0/24", workload_subnet_cidrs=azure_nets,
-        gateway_private_ip="10.20.0.10", remote_cidrs=aws_nets, admin_cidrs=admin,
-        ssh_public_key=ssh_public_key, image_id=config.require("azureImageId"),
+        location="westeurope",
+        resource_group_name="vpn-example",
+        vnet_cidr="10.20.0.0/16",
+        gateway_subnet_cidr="10.20.0.0/24",
+        workload_subnet_cidrs=azure_nets,
+        gateway_private_ip="10.20.0.10",
+        remote_cidrs=aws_nets,
+        admin_cidrs=admin,
+        ssh_public_key=ssh_public_key,
+        image_id=config.require("azureImageId"),
     ),
 )
 pair = Ikev2GatewayPair(
     "vpn",
     Ikev2GatewayPairArgs(
-        left=aws_site, right=azure_site, ssh_private_key=config.require_secret("sshPrivateKey"),
+        left=aws_site.endpoint(),
+        right=azure_site.endpoint(),
+        ssh_private_key=config.require_secret("sshPrivateKey"),
         admin_cidrs=admin,
     ),
 )

@@ -39,7 +39,7 @@ def test_new_networks_example_creates_both_networks_and_the_pair(
     ev = run_example("new_networks", base, iked_public_keys)
     types = {r.type for r in ev.resources}
     assert {"aws:ec2/vpc:Vpc", "azure-native:network:VirtualNetwork",
-            "cross-cloud-vpn:tunnel:Ikev2GatewayPair"} <= types
+            "cross-cloud-vpn:index:Ikev2GatewayPair"} <= types
     assert len(ev.by_type("command:remote:Command")) == 8
 
 

@@ -232,9 +232,9 @@ def test_names_carry_the_hash_and_a_new_file_makes_new_resources(ev: Evaluation,
 
 def test_every_child_is_parented_to_its_component(ev: Evaluation) -> None:
     components = {r.type: r for r in ev.resources if not r.custom}
-    assert set(components) == {"cross-cloud-vpn:aws:Image", "cross-cloud-vpn:azure:Image"}
-    aws_urn = components["cross-cloud-vpn:aws:Image"].urn
-    azure_urn = components["cross-cloud-vpn:azure:Image"].urn
+    assert set(components) == {"cross-cloud-vpn:index:AwsImage", "cross-cloud-vpn:index:AzureImage"}
+    aws_urn = components["cross-cloud-vpn:index:AwsImage"].urn
+    azure_urn = components["cross-cloud-vpn:index:AzureImage"].urn
     children = [r for r in ev.resources if r.custom]
     assert len(children) == 13
     for r in children:

@@ -84,8 +84,8 @@ def test_every_resource_is_parented_to_a_component(run: Callable[..., Evaluation
     ev = run()
     roots = [r for r in ev.resources if r.parent.split("::")[2].split("$")[-1] == "pulumi:pulumi:Stack"]
     assert {r.type for r in roots} == {
-        "pulumi:providers:aws", "pulumi:providers:azure-native", "cross-cloud-vpn:aws:Site",
-        "cross-cloud-vpn:azure:Site", "cross-cloud-vpn:tunnel:Ikev2GatewayPair",
+        "pulumi:providers:aws", "pulumi:providers:azure-native", "cross-cloud-vpn:index:AwsSite",
+        "cross-cloud-vpn:index:AzureSite", "cross-cloud-vpn:index:Ikev2GatewayPair",
     }, [r.urn for r in roots]
     assert len(ev.resources) > 40
 

@@ -6,14 +6,13 @@
 the type annotations of each component's ``args`` and of the component class itself, so every
 input and output must be in a shape it understands.
 
-The tests over the real components are strict xfails while the components are not yet in
-that shape; each reason quotes the analyzer. The "target shape" tests are the control: the
-same assertions pass on components written the way the analyzer wants, and pin the SDK
-behaviours that decide that shape (args arrive as a dict, integers as floats, maps of enums
-are lost), so an SDK upgrade that changes them shows up here.
+The "target shape" tests are the control: the same assertions pass on components written the
+way the analyzer wants, and pin the SDK behaviours that decide that shape (args arrive as a
+dict, integers as floats, maps of enums are lost), so an SDK upgrade that changes them shows
+up here.
 
-No ``from __future__ import annotations`` in this file: the analyzer cannot read string
-annotations, which is the first thing it reports about the real components.
+No ``from __future__ import annotations`` in this file nor in components/: the analyzer
+cannot read string annotations.
 """
 
 import dataclasses
@@ -60,33 +59,7 @@ CORE: dict[str, dict[str, set[str]]] = {
     },
 }
 
-# The analyzer's errors on the real components, in the order it reports them (it stops at the
-# first); found by running it on copies of components/ fixed one step at a time.
-FUTURE_ANNOTATIONS = (
-    "AttributeError: 'str' object has no attribute '__mro__' (analyzer.py analyze_type): the module "
-    "uses `from __future__ import annotations`, so the analyzer sees strings, not types"
-)
-SITE_REASON = (
-    FUTURE_ANNOTATIONS + "; then: Exception: Can not determine resource reference for type 'Resource' "
-    "used in '{cls}.gateway': 'Resource.pulumi_type' is not defined. (class annotation "
-    "`gateway: pulumi.Resource`); then at construct time the args arrive as a dict, not a dataclass"
-)
-PAIR_REASON = (
-    FUTURE_ANNOTATIONS + "; then: Exception: Can not determine resource reference for type 'Resource' "
-    "used in 'GatewaySite.gateway': 'Resource.pulumi_type' is not defined. (left/right typed as the "
-    "GatewaySite Protocol; site objects and their allow_ike_from method cannot cross a provider "
-    "boundary); then TypeError: issubclass() arg 1 must be a class (auth_mode: Literal['pubkey', 'psk'] "
-    "and roles: Mapping[str, Literal['active', 'passive']])"
-)
-
-REAL = [
-    pytest.param(AwsSite, marks=pytest.mark.xfail(strict=True, reason=SITE_REASON.format(cls="AwsSite")),
-                 id="AwsSite"),
-    pytest.param(AzureSite, marks=pytest.mark.xfail(strict=True, reason=SITE_REASON.format(cls="AzureSite")),
-                 id="AzureSite"),
-    pytest.param(Ikev2GatewayPair, marks=pytest.mark.xfail(strict=True, reason=PAIR_REASON),
-                 id="Ikev2GatewayPair"),
-]
+REAL = [AwsSite, AzureSite, Ikev2GatewayPair]
 
 
 def camel(name: str) -> str:
@@ -192,7 +165,6 @@ def test_analyzer_infers_every_input_and_output(component: type[pulumi.Component
     assert_component_schema(component, CORE[component.__name__])
 
 
-@pytest.mark.xfail(strict=True, reason="see the per-component xfails: " + FUTURE_ANNOTATIONS)
 def test_the_plugin_serves_the_schema_over_grpc() -> None:
     """`python provider <engine>`, as the language host starts it; then GetSchema over gRPC."""
     import grpc  # type: ignore[import-untyped]
