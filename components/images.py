@@ -105,41 +105,62 @@ class AwsImage(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(f"{name}-bucket", tags={**tags, "Name": f"{name}-bucket"}, opts=child)
         access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-bucket", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
+            f"{name}-bucket",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
         )
         ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-bucket", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child,
+            f"{name}-bucket",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
         )
         encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], opts=child,
+            f"{name}-bucket",
+            bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
         )
         extension = {"RAW": "raw", "VMDK": "vmdk", "VHD": "vhd"}[args.disk_format]
         obj = aws.s3.BucketObjectv2(
-            f"{name}-{h}", bucket=bucket.id, key=f"images/{args.sha256}.{extension}",
-            source=pulumi.FileAsset(args.source_path), server_side_encryption="AES256",
-            content_type="application/octet-stream", tags=tags,
+            f"{name}-{h}",
+            bucket=bucket.id,
+            key=f"images/{args.sha256}.{extension}",
+            source=pulumi.FileAsset(args.source_path),
+            server_side_encryption="AES256",
+            content_type="application/octet-stream",
+            tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access, ownership, encryption]),
         )
 
         role = aws.iam.Role(
             f"{name}-vmimport",
             description="VM Import/Export service role for cross-cloud-vpn's OpenBSD image",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Principal": {"Service": "vmie.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"sts:ExternalId": "vmimport"}},
-                }],
-            }),
-            tags=tags, opts=child,
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "vmie.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                            "Condition": {"StringEquals": {"sts:ExternalId": "vmimport"}},
+                        }
+                    ],
+                }
+            ),
+            tags=tags,
+            opts=child,
         )
         policy = aws.iam.RolePolicy(
-            f"{name}-vmimport", role=role.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(vmimport_policy(arn))), opts=child,
+            f"{name}-vmimport",
+            role=role.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(vmimport_policy(arn))),
+            opts=child,
         )
         snapshot = aws.ebs.SnapshotImport(
             f"{name}-{h}",
@@ -148,30 +169,45 @@ class AwsImage(pulumi.ComponentResource):
                 "description": f"OpenBSD image sha256 {args.sha256}",
                 "user_bucket": {"s3_bucket": bucket.id, "s3_key": obj.key},
             },
-            role_name=role.name, encrypted=args.encrypted,
+            role_name=role.name,
+            encrypted=args.encrypted,
             description=f"{name}: OpenBSD image sha256 {args.sha256}",
             tags={**tags, "Name": f"{name}-{h}"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
         ami = aws.ec2.Ami(
-            f"{name}-{h}", name=f"{name}-{h}", description=f"OpenBSD, image sha256 {args.sha256}",
-            virtualization_type="hvm", architecture="x86_64", boot_mode=args.boot_mode,
-            ena_support=args.ena_support, root_device_name=args.root_device_name,
-            ebs_block_devices=[{
-                "device_name": args.root_device_name, "snapshot_id": snapshot.id,
-                "volume_type": args.volume_type, "delete_on_termination": True,
-            }],
-            tags={**tags, "Name": f"{name}-{h}"}, opts=child,
+            f"{name}-{h}",
+            name=f"{name}-{h}",
+            description=f"OpenBSD, image sha256 {args.sha256}",
+            virtualization_type="hvm",
+            architecture="x86_64",
+            boot_mode=args.boot_mode,
+            ena_support=args.ena_support,
+            root_device_name=args.root_device_name,
+            ebs_block_devices=[
+                {
+                    "device_name": args.root_device_name,
+                    "snapshot_id": snapshot.id,
+                    "volume_type": args.volume_type,
+                    "delete_on_termination": True,
+                }
+            ],
+            tags={**tags, "Name": f"{name}-{h}"},
+            opts=child,
         )
 
         self.ami_id = ami.id
         self.snapshot_id = snapshot.id
         self.bucket_name = bucket.id
         self.object_key = obj.key
-        self.register_outputs({
-            "ami_id": self.ami_id, "snapshot_id": self.snapshot_id, "bucket_name": self.bucket_name,
-            "object_key": self.object_key,
-        })
+        self.register_outputs(
+            {
+                "ami_id": self.ami_id,
+                "snapshot_id": self.snapshot_id,
+                "bucket_name": self.bucket_name,
+                "object_key": self.object_key,
+            }
+        )
 
 
 def vmimport_policy(bucket_arn: str) -> dict[str, Any]:
@@ -183,8 +219,12 @@ def vmimport_policy(bucket_arn: str) -> dict[str, Any]:
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/*"},
             {
                 "Effect": "Allow",
-                "Action": ["ec2:ModifySnapshotAttribute", "ec2:CopySnapshot", "ec2:RegisterImage",
-                           "ec2:Describe*"],
+                "Action": [
+                    "ec2:ModifySnapshotAttribute",
+                    "ec2:CopySnapshot",
+                    "ec2:RegisterImage",
+                    "ec2:Describe*",
+                ],
                 "Resource": "*",
             },
         ],
@@ -200,6 +240,8 @@ class AzureImageArgs:
     """The source image file's sha256 (``ImageInfo.sha256``)."""
     resource_group_name: pulumi.Input[str]
     location: str
+    create_resource_group: bool = False
+    """Create ``resource_group_name`` as part of the image (for programs that have none yet)."""
     tags: Mapping[str, str] = field(default_factory=dict)
     storage_account_name: str | None = None
     """3-24 of a-z0-9, unique in all of Azure; default: derived from the component name and
@@ -228,23 +270,45 @@ class AzureImage(pulumi.ComponentResource):
         h = self.short_hash = short_hash(args.sha256)
         child = pulumi.ResourceOptions(parent=self)
         tags = {**args.tags, "imageSha256": args.sha256}
+        rg_name: pulumi.Input[str] = args.resource_group_name
+        if args.create_resource_group:
+            rg_name = azure.resources.ResourceGroup(
+                f"{name}-rg",
+                resource_group_name=args.resource_group_name,
+                location=args.location,
+                tags=tags,
+                opts=child,
+            ).name
 
         if args.storage_account_name is not None:
             account_name: pulumi.Input[str] = args.storage_account_name
         else:
             client = azure.authorization.get_client_config_output(
-                opts=pulumi.InvokeOutputOptions(parent=self))
+                opts=pulumi.InvokeOutputOptions(parent=self)
+            )
             account_name = client.subscription_id.apply(lambda sub: storage_account_name(name, sub))
         account = azure.storage.StorageAccount(
-            f"{name}-sa", account_name=account_name, resource_group_name=args.resource_group_name,
-            location=args.location, kind="StorageV2", sku={"name": "Standard_LRS"},
-            allow_blob_public_access=False, minimum_tls_version="TLS1_2", enable_https_traffic_only=True,
+            f"{name}-sa",
+            account_name=account_name,
+            resource_group_name=rg_name,
+            location=args.location,
+            kind="StorageV2",
+            sku={"name": "Standard_LRS"},
+            allow_blob_public_access=False,
+            minimum_tls_version="TLS1_2",
+            enable_https_traffic_only=True,
             # The upload authenticates with a service SAS, which is signed with the account key.
-            allow_shared_key_access=True, tags=tags, opts=child,
+            allow_shared_key_access=True,
+            tags=tags,
+            opts=child,
         )
         container = azure.storage.BlobContainer(
-            f"{name}-{h}", account_name=account.name, resource_group_name=args.resource_group_name,
-            container_name=f"openbsd-{h}", public_access=azure.storage.PublicAccess.NONE, opts=child,
+            f"{name}-{h}",
+            account_name=account.name,
+            resource_group_name=rg_name,
+            container_name=f"openbsd-{h}",
+            public_access=azure.storage.PublicAccess.NONE,
+            opts=child,
         )
         blob_name = f"openbsd-{args.sha256}.vhd"
         blob_url = pulumi.Output.all(account.primary_endpoints, container.name).apply(
@@ -252,40 +316,55 @@ class AzureImage(pulumi.ComponentResource):
         )
         expiry = (datetime.now(UTC) + args.sas_valid_for).strftime("%Y-%m-%dT%H:%M:%SZ")
         sas = azure.storage.list_storage_account_service_sas_output(
-            account_name=account.name, resource_group_name=args.resource_group_name,
+            account_name=account.name,
+            resource_group_name=rg_name,
             canonicalized_resource=pulumi.Output.all(account.name, container.name).apply(
                 lambda v: f"/blob/{v[0]}/{v[1]}/{blob_name}"
             ),
-            resource="b", permissions="cw", protocols=azure.storage.HttpProtocol.HTTPS,
+            resource="b",
+            permissions="cw",
+            protocols=azure.storage.HttpProtocol.HTTPS,
             shared_access_expiry_time=expiry,
             opts=pulumi.InvokeOutputOptions(parent=self),
         ).service_sas_token
         upload = command.local.Command(
             f"{name}-upload-{h}",
-            create=(f"{shlex.quote(args.python)} -m cross_cloud_vpn.disk_image upload-page-blob "
-                    f'{shlex.quote(args.source_path)} "$CCVPN_BLOB_URL"'),
+            create=(
+                f"{shlex.quote(args.python)} -m cross_cloud_vpn.disk_image upload-page-blob "
+                f'{shlex.quote(args.source_path)} "$CCVPN_BLOB_URL"'
+            ),
             environment={"CCVPN_BLOB_URL": blob_url, "CCVPN_BLOB_SAS": pulumi.Output.secret(sas)},
             triggers=[args.sha256],
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["create", "environment"]),
         )
         image = azure.compute.Image(
-            f"{name}-{h}", image_name=f"{name}-{h}", resource_group_name=args.resource_group_name,
-            location=args.location, hyper_v_generation=args.hyper_v_generation,
-            storage_profile=azure.compute.ImageStorageProfileArgs(os_disk=azure.compute.ImageOSDiskArgs(
-                os_type=azure.compute.OperatingSystemTypes.LINUX,
-                os_state=azure.compute.OperatingSystemStateTypes.GENERALIZED,
-                blob_uri=blob_url, caching=azure.compute.CachingTypes.READ_WRITE,
-            )),
-            tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[upload]),
+            f"{name}-{h}",
+            image_name=f"{name}-{h}",
+            resource_group_name=rg_name,
+            location=args.location,
+            hyper_v_generation=args.hyper_v_generation,
+            storage_profile=azure.compute.ImageStorageProfileArgs(
+                os_disk=azure.compute.ImageOSDiskArgs(
+                    os_type=azure.compute.OperatingSystemTypes.LINUX,
+                    os_state=azure.compute.OperatingSystemStateTypes.GENERALIZED,
+                    blob_uri=blob_url,
+                    caching=azure.compute.CachingTypes.READ_WRITE,
+                )
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[upload]),
         )
 
         self.image_id = image.id
         self.blob_url = blob_url
         self.storage_account_name = account.name
-        self.register_outputs({
-            "image_id": self.image_id, "blob_url": self.blob_url,
-            "storage_account_name": self.storage_account_name,
-        })
+        self.register_outputs(
+            {
+                "image_id": self.image_id,
+                "blob_url": self.blob_url,
+                "storage_account_name": self.storage_account_name,
+            }
+        )
 
 
 def _blob_endpoint(endpoints: Any) -> str:

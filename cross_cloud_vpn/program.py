@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_azure_native as azure_native
@@ -19,6 +21,8 @@ from cross_cloud_vpn.components import (
     Ikev2GatewayPairArgs,
 )
 from cross_cloud_vpn.components.azure_site import resource_id_part
+from cross_cloud_vpn.components.images import AwsImage, AwsImageArgs, AzureImage, AzureImageArgs
+from cross_cloud_vpn.disk_image import DiskImageError, prepare_for_aws, prepare_for_azure
 from cross_cloud_vpn.stack_config import (
     PROJECT,
     TEST_VM_HOST_INDEX,
@@ -34,7 +38,8 @@ def _ami(settings: StackSettings, opts: pulumi.InvokeOptions) -> pulumi.Input[st
     if settings.aws.ami_id:
         return settings.aws.ami_id
     return aws.ec2.get_ami_output(
-        owners=[settings.aws.ami_owner or "self"], most_recent=True,
+        owners=[settings.aws.ami_owner or "self"],
+        most_recent=True,
         filters=[{"name": "name", "values": [settings.aws.ami_name_filter or ""]}],
         opts=opts,
     ).id
@@ -55,7 +60,8 @@ def _azure_local_cidrs(net: NetworkSettings, opts: pulumi.InvokeOptions) -> list
         return list(net.workload_subnet_cidrs)
     vnet = azure_native.network.get_virtual_network(
         resource_group_name=resource_id_part(net.existing_id, "resourceGroups"),
-        virtual_network_name=resource_id_part(net.existing_id, "virtualNetworks"), opts=opts,
+        virtual_network_name=resource_id_part(net.existing_id, "virtualNetworks"),
+        opts=opts,
     )
     space = vnet.address_space
     return list(space.address_prefixes or []) if space else []
@@ -63,24 +69,48 @@ def _azure_local_cidrs(net: NetworkSettings, opts: pulumi.InvokeOptions) -> list
 
 def _check_looked_up(aws_cidrs: list[str], azure_cidrs: list[str], s: StackSettings) -> None:
     """Sides apart, with a BYO network's real CIDRs; the config check could not see those."""
+
     def labelled(side: str, key: str, net: NetworkSettings, cidrs: list[str]) -> list[tuple[str, str]]:
         label = f"{side}.{key} {net.existing_id}" if net.brings_own else f"{side}.workloadSubnetCidrs"
         return [(label, c) for c in cidrs]
 
-    problems = overlap_problems(labelled("aws", "vpcId", s.aws.network, aws_cidrs),
-                                labelled("azure", "vnetId", s.azure.network, azure_cidrs))
-    empty = [f"'{PROJECT}:{side}.{key}' {net.existing_id!r} has no IPv4 address space"
-             for side, key, net, cidrs in (("aws", "vpcId", s.aws.network, aws_cidrs),
-                                           ("azure", "vnetId", s.azure.network, azure_cidrs)) if not cidrs]
+    problems = overlap_problems(
+        labelled("aws", "vpcId", s.aws.network, aws_cidrs),
+        labelled("azure", "vnetId", s.azure.network, azure_cidrs),
+    )
+    empty = [
+        f"'{PROJECT}:{side}.{key}' {net.existing_id!r} has no IPv4 address space"
+        for side, key, net, cidrs in (
+            ("aws", "vpcId", s.aws.network, aws_cidrs),
+            ("azure", "vnetId", s.azure.network, azure_cidrs),
+        )
+        if not cidrs
+    ]
     if problems or empty:
-        raise pulumi.RunError("the looked-up networks cannot be joined (nothing was created):\n"
-                              + "\n".join(f"  - {p}" for p in [*empty, *problems]))
+        raise pulumi.RunError(
+            "the looked-up networks cannot be joined (nothing was created):\n"
+            + "\n".join(f"  - {p}" for p in [*empty, *problems])
+        )
+
+
+def _prepared_images(s: StackSettings) -> tuple[Path, Path] | None:
+    """The ``imageFile`` converted for AWS (raw) and Azure (fixed VHD), cached by its hash."""
+    if s.image_file is None:
+        return None
+    try:
+        return (
+            prepare_for_aws(s.image_file.path, info=s.image_file),
+            prepare_for_azure(s.image_file.path, info=s.image_file),
+        )
+    except DiskImageError as err:
+        raise pulumi.RunError(f"'{PROJECT}:imageFile' is {str(s.image_file.path)!r}: {err}") from None
 
 
 def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[object] | object]:
     """Register every resource of the stack; return the stack outputs by name."""
     settings = settings or load_settings()
     s, prefix = settings, settings.prefix
+    prepared = _prepared_images(s)
     aws_provider = aws.Provider(f"{prefix}-aws", region=s.aws.region, default_tags={"tags": dict(s.tags)})
     azure_provider = azure_native.Provider(f"{prefix}-azure", location=s.azure.location)
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
@@ -89,30 +119,65 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
     aws_cidrs = _aws_local_cidrs(aws_net, pulumi.InvokeOptions(provider=aws_provider))
     azure_cidrs = _azure_local_cidrs(azure_net, pulumi.InvokeOptions(provider=azure_provider))
     _check_looked_up(aws_cidrs, azure_cidrs, s)
+    azure_opts = pulumi.ResourceOptions(providers=[azure_provider])
+
+    ami_id: pulumi.Input[str]
+    image_id: pulumi.Input[str]
+    if prepared is not None and s.image_file is not None:
+        aws_image = AwsImage(
+            f"{prefix}-aws-image",
+            AwsImageArgs(source_path=str(prepared[0]), sha256=s.image_file.sha256, tags=dict(s.tags)),
+            opts=aws_opts,
+        )
+        azure_image = AzureImage(
+            f"{prefix}-azure-image",
+            AzureImageArgs(
+                source_path=str(prepared[1]),
+                sha256=s.image_file.sha256,
+                resource_group_name=f"{s.azure.resource_group_name}-images",
+                location=s.azure.location,
+                tags=dict(s.tags),
+                create_resource_group=True,
+            ),
+            opts=azure_opts,
+        )
+        ami_id, image_id = aws_image.ami_id, azure_image.image_id
+    else:
+        ami_id, image_id = _ami(s, aws_invoke), s.azure.image_id or ""
 
     aws_test_vm = None
     if s.aws.test_vm is not None:
         debian = aws.ec2.get_ami_output(
-            owners=[s.aws.test_vm.ami_owner], most_recent=True,
-            filters=[{"name": "name", "values": [s.aws.test_vm.ami_name_filter]}], opts=aws_invoke,
+            owners=[s.aws.test_vm.ami_owner],
+            most_recent=True,
+            filters=[{"name": "name", "values": [s.aws.test_vm.ami_name_filter]}],
+            opts=aws_invoke,
         )
         aws_test_vm = AwsTestVmArgs(
-            ami_id=debian.id, instance_type=s.aws.test_vm.instance_type,
+            ami_id=debian.id,
+            instance_type=s.aws.test_vm.instance_type,
             private_ip=host_address(aws_net.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
         )
     aws_site = AwsSite(
         f"{prefix}-aws",
         AwsSiteArgs(
-            vpc_cidr=aws_net.cidr, gateway_subnet_cidr=aws_net.gateway_subnet_cidr,
-            workload_subnet_cidrs=aws_net.workload_subnet_cidrs, vpc_id=aws_net.existing_id,
+            vpc_cidr=aws_net.cidr,
+            gateway_subnet_cidr=aws_net.gateway_subnet_cidr,
+            workload_subnet_cidrs=aws_net.workload_subnet_cidrs,
+            vpc_id=aws_net.existing_id,
             gateway_subnet_id=aws_net.gateway_subnet_id,
             workload_route_table_ids=aws_net.workload_route_table_ids,
             local_cidrs=aws_cidrs if aws_net.brings_own else None,
-            remote_cidrs=azure_cidrs, admin_cidrs=s.access.admin_cidrs,
-            ssh_public_key=s.access.ssh_public_key, ami_id=_ami(s, aws_invoke),
-            gateway_private_ip=aws_net.gateway_private_ip, instance_type=s.aws.instance_type,
-            admin_user=s.aws.admin_user, availability_zone=s.aws.availability_zone,
-            tags=dict(s.tags), test_vm=aws_test_vm,
+            remote_cidrs=azure_cidrs,
+            admin_cidrs=s.access.admin_cidrs,
+            ssh_public_key=s.access.ssh_public_key,
+            ami_id=ami_id,
+            gateway_private_ip=aws_net.gateway_private_ip,
+            instance_type=s.aws.instance_type,
+            admin_user=s.aws.admin_user,
+            availability_zone=s.aws.availability_zone,
+            tags=dict(s.tags),
+            test_vm=aws_test_vm,
         ),
         opts=aws_opts,
     )
@@ -122,36 +187,51 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
         tv = s.azure.test_vm
         azure_test_vm = AzureTestVmArgs(
             private_ip=host_address(azure_net.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
-            vm_size=tv.vm_size, image_publisher=tv.image_publisher, image_offer=tv.image_offer,
-            image_sku=tv.image_sku, image_version=tv.image_version,
+            vm_size=tv.vm_size,
+            image_publisher=tv.image_publisher,
+            image_offer=tv.image_offer,
+            image_sku=tv.image_sku,
+            image_version=tv.image_version,
         )
     azure_site = AzureSite(
         f"{prefix}-azure",
         AzureSiteArgs(
-            location=s.azure.location, resource_group_name=s.azure.resource_group_name,
-            vnet_cidr=azure_net.cidr, gateway_subnet_cidr=azure_net.gateway_subnet_cidr,
-            workload_subnet_cidrs=azure_net.workload_subnet_cidrs, vnet_id=azure_net.existing_id,
+            location=s.azure.location,
+            resource_group_name=s.azure.resource_group_name,
+            vnet_cidr=azure_net.cidr,
+            gateway_subnet_cidr=azure_net.gateway_subnet_cidr,
+            workload_subnet_cidrs=azure_net.workload_subnet_cidrs,
+            vnet_id=azure_net.existing_id,
             gateway_subnet_id=azure_net.gateway_subnet_id,
             workload_route_table_id=next(iter(azure_net.workload_route_table_ids), None),
             local_cidrs=azure_cidrs if azure_net.brings_own else None,
-            remote_cidrs=aws_cidrs, admin_cidrs=s.access.admin_cidrs,
-            ssh_public_key=s.access.ssh_public_key, image_id=s.azure.image_id,
-            gateway_private_ip=azure_net.gateway_private_ip, vm_size=s.azure.vm_size,
-            admin_user=s.azure.admin_user, tags=dict(s.tags), test_vm=azure_test_vm,
+            remote_cidrs=aws_cidrs,
+            admin_cidrs=s.access.admin_cidrs,
+            ssh_public_key=s.access.ssh_public_key,
+            image_id=image_id,
+            gateway_private_ip=azure_net.gateway_private_ip,
+            vm_size=s.azure.vm_size,
+            admin_user=s.azure.admin_user,
+            tags=dict(s.tags),
+            test_vm=azure_test_vm,
         ),
-        opts=pulumi.ResourceOptions(providers=[azure_provider]),
+        opts=azure_opts,
     )
 
     pair = Ikev2GatewayPair(
         f"{prefix}-tunnel",
         Ikev2GatewayPairArgs(
-            left=aws_site.endpoint(), right=azure_site.endpoint(),
+            left=aws_site.endpoint(),
+            right=azure_site.endpoint(),
             ssh_private_key=pulumi.Output.secret(s.access.ssh_private_key.value),
-            admin_cidrs=s.access.admin_cidrs, auth_mode=IkeAuthMode(s.tunnel.auth_mode),
+            admin_cidrs=s.access.admin_cidrs,
+            auth_mode=IkeAuthMode(s.tunnel.auth_mode),
             psk=None if s.tunnel.psk is None else pulumi.Output.secret(s.tunnel.psk.value),
-            ike_proposal=s.tunnel.ike_proposal, child_proposals=s.tunnel.child_proposals,
+            ike_proposal=s.tunnel.ike_proposal,
+            child_proposals=s.tunnel.child_proposals,
             dpd_interval=s.tunnel.dpd_interval,
-            left_role=IkeRole(s.tunnel.aws_role), right_role=IkeRole(s.tunnel.azure_role),
+            left_role=IkeRole(s.tunnel.aws_role),
+            right_role=IkeRole(s.tunnel.azure_role),
         ),
         opts=pulumi.ResourceOptions(providers=[aws_provider, azure_provider]),
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Literal, TypeVar, cast
 
+from cross_cloud_vpn.disk_image import DiskImageError, ImageInfo, inspect_image
 from cross_cloud_vpn.openbsd import (
     DEFAULT_CHILD_PROPOSALS,
     DEFAULT_DPD_INTERVAL,
@@ -101,7 +102,7 @@ class AzureSettings:
     resource_group_name: str
     network: NetworkSettings
     vm_size: str
-    image_id: str
+    image_id: str | None
     admin_user: str
     test_vm: AzureTestVm | None
 
@@ -126,6 +127,8 @@ class TunnelSettings:
 
 @dataclass(frozen=True)
 class StackSettings:
+    image_file: ImageInfo | None
+    """One OpenBSD disk image imported into both clouds, instead of an image id on each."""
     prefix: str
     aws: AwsSettings
     azure: AzureSettings
@@ -154,18 +157,49 @@ def host_address(cidr: str, index: int) -> str:
 # --- the schema: every key, with its default (None: required; ... : optional) -------------
 
 _TOP_KEYS = (
-    "prefix", "tags", "aws", "azure", "sshPublicKey", "sshPrivateKey", "adminCidrs",
-    "allowSshFromAnywhere", "tunnel", "psk",
+    "prefix",
+    "tags",
+    "aws",
+    "azure",
+    "sshPublicKey",
+    "sshPrivateKey",
+    "adminCidrs",
+    "allowSshFromAnywhere",
+    "tunnel",
+    "psk",
+    "imageFile",
 )
 _AWS_KEYS = (
-    "region", "vpcCidr", "gatewaySubnetCidr", "workloadSubnetCidrs", "vpcId", "gatewaySubnetId",
-    "workloadRouteTableIds", "gatewayPrivateIp", "availabilityZone", "instanceType", "amiId", "amiOwner",
-    "amiNameFilter", "adminUser", "testVm",
+    "region",
+    "vpcCidr",
+    "gatewaySubnetCidr",
+    "workloadSubnetCidrs",
+    "vpcId",
+    "gatewaySubnetId",
+    "workloadRouteTableIds",
+    "gatewayPrivateIp",
+    "availabilityZone",
+    "instanceType",
+    "amiId",
+    "amiOwner",
+    "amiNameFilter",
+    "adminUser",
+    "testVm",
 )
 _AWS_TEST_VM_KEYS = ("instanceType", "amiOwner", "amiNameFilter")
 _AZURE_KEYS = (
-    "location", "resourceGroupName", "vnetCidr", "gatewaySubnetCidr", "workloadSubnetCidrs", "vnetId",
-    "gatewaySubnetId", "workloadRouteTableId", "gatewayPrivateIp", "vmSize", "imageId", "adminUser",
+    "location",
+    "resourceGroupName",
+    "vnetCidr",
+    "gatewaySubnetCidr",
+    "workloadSubnetCidrs",
+    "vnetId",
+    "gatewaySubnetId",
+    "workloadRouteTableId",
+    "gatewayPrivateIp",
+    "vmSize",
+    "imageId",
+    "adminUser",
     "testVm",
 )
 _AZURE_TEST_VM_KEYS = ("vmSize", "imagePublisher", "imageOffer", "imageSku", "imageVersion")
@@ -174,8 +208,13 @@ _TUNNEL_KEYS = ("authMode", "ikeProposal", "childProposals", "dpdInterval", "aws
 
 def known_keys() -> list[str]:
     """Every key the program reads, dotted below its object (``aws.testVm.instanceType``)."""
-    nested = {"aws": _AWS_KEYS, "azure": _AZURE_KEYS, "tunnel": _TUNNEL_KEYS,
-              "aws.testVm": _AWS_TEST_VM_KEYS, "azure.testVm": _AZURE_TEST_VM_KEYS}
+    nested = {
+        "aws": _AWS_KEYS,
+        "azure": _AZURE_KEYS,
+        "tunnel": _TUNNEL_KEYS,
+        "aws.testVm": _AWS_TEST_VM_KEYS,
+        "azure.testVm": _AZURE_TEST_VM_KEYS,
+    }
     keys = []
     for key in _TOP_KEYS:
         keys.append(key)
@@ -183,6 +222,7 @@ def known_keys() -> list[str]:
         for sub in nested.get(key, ()):
             keys += [f"{key}.{sub}.{k}" for k in nested.get(f"{key}.{sub}", ())]
     return keys
+
 
 T = TypeVar("T")
 
@@ -214,13 +254,16 @@ class _Reader:
                 by_lower = {k.lower(): k for k in known}
                 matches = difflib.get_close_matches(key.lower(), by_lower, n=1, cutoff=0.6)
                 close = [by_lower[m] for m in matches]
-                hint = f"; did you mean '{self.name(prefix + close[0])}'?" if close else (
-                    f"; known keys here: {', '.join(known)}"
+                hint = (
+                    f"; did you mean '{self.name(prefix + close[0])}'?"
+                    if close
+                    else (f"; known keys here: {', '.join(known)}")
                 )
                 self.problem(f"unknown config key '{self.name(prefix + key)}'{hint}")
 
-    def obj(self, key: str, known: tuple[str, ...], parent: Mapping[str, Any] | None = None,
-            prefix: str = "") -> dict[str, Any] | None:
+    def obj(
+        self, key: str, known: tuple[str, ...], parent: Mapping[str, Any] | None = None, prefix: str = ""
+    ) -> dict[str, Any] | None:
         source = self.top if parent is None else parent
         raw = source.get(key)
         if raw is None:
@@ -232,14 +275,16 @@ class _Reader:
             except json.JSONDecodeError:
                 value = raw
         if not isinstance(value, dict):
-            self.problem(f"'{self.name(prefix + key)}' must be an object with keys "
-                         f"{', '.join(known)}, got {raw!r}")
+            self.problem(
+                f"'{self.name(prefix + key)}' must be an object with keys {', '.join(known)}, got {raw!r}"
+            )
             return None
         self._check_unknown(value, known, f"{prefix}{key}.")
         return value
 
-    def get(self, source: Mapping[str, Any], key: str, kind: type[T], default: T | None,
-            full: str) -> T | None:
+    def get(
+        self, source: Mapping[str, Any], key: str, kind: type[T], default: T | None, full: str
+    ) -> T | None:
         raw = source.get(key)
         if raw is None:
             return default
@@ -263,8 +308,9 @@ class _Reader:
             return None
         return value.strip()
 
-    def str_list(self, source: Mapping[str, Any], key: str, full: str,
-                 default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    def str_list(
+        self, source: Mapping[str, Any], key: str, full: str, default: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
         raw = source.get(key)
         if raw is None:
             if default is None:
@@ -284,8 +330,9 @@ class _Reader:
             return default or ()
         return tuple(v.strip() for v in value)
 
-    def choice(self, source: Mapping[str, Any], key: str, full: str, choices: tuple[str, ...],
-               default: str) -> str:
+    def choice(
+        self, source: Mapping[str, Any], key: str, full: str, choices: tuple[str, ...], default: str
+    ) -> str:
         value = self.get(source, key, str, default, full) or default
         if value not in choices:
             self.problem(f"'{self.name(full)}' is {value!r}; use one of: {', '.join(choices)}")
@@ -299,9 +346,7 @@ class _Reader:
                 self.problem(f"'{self.name(key)}' is required: {how}")
             return None
         if self.name(key) not in self.secret_keys:
-            self.problem(
-                f"'{self.name(key)}' is stored in plain text; store it as a secret: {how}"
-            )
+            self.problem(f"'{self.name(key)}' is stored in plain text; store it as a secret: {how}")
         return Secret(str(raw))
 
 
@@ -322,14 +367,9 @@ def _cidr(reader: _Reader, value: str | None, key: str) -> str | None:
     try:
         loose = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
-        reader.problem(
-            f"'{reader.name(key)}' is {value!r}, not an IPv4 CIDR; write it like '10.0.0.0/16'"
-        )
+        reader.problem(f"'{reader.name(key)}' is {value!r}, not an IPv4 CIDR; write it like '10.0.0.0/16'")
         return None
-    reader.problem(
-        f"'{reader.name(key)}' is {value!r}, which has host bits set; "
-        f"did you mean '{loose}'?"
-    )
+    reader.problem(f"'{reader.name(key)}' is {value!r}, which has host bits set; did you mean '{loose}'?")
     return None
 
 
@@ -346,15 +386,25 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 def _site_networks(
     reader: _Reader, side: str, raw: Mapping[str, Any], net_key: str
 ) -> tuple[str | None, str | None, tuple[str, ...]]:
-    net = _cidr(reader, reader.required(raw, net_key, f"{side}.{net_key}",
-                                        "the address space to create, like '10.10.0.0/16'"),
-                f"{side}.{net_key}")
-    gw = _cidr(reader, reader.required(raw, "gatewaySubnetCidr", f"{side}.gatewaySubnetCidr",
-                                       "the gateway's subnet, like '10.10.0.0/24'"),
-               f"{side}.gatewaySubnetCidr")
-    workloads = _cidrs(reader, reader.str_list(raw, "workloadSubnetCidrs",
-                                               f"{side}.workloadSubnetCidrs"),
-                       f"{side}.workloadSubnetCidrs")
+    net = _cidr(
+        reader,
+        reader.required(
+            raw, net_key, f"{side}.{net_key}", "the address space to create, like '10.10.0.0/16'"
+        ),
+        f"{side}.{net_key}",
+    )
+    gw = _cidr(
+        reader,
+        reader.required(
+            raw, "gatewaySubnetCidr", f"{side}.gatewaySubnetCidr", "the gateway's subnet, like '10.10.0.0/24'"
+        ),
+        f"{side}.gatewaySubnetCidr",
+    )
+    workloads = _cidrs(
+        reader,
+        reader.str_list(raw, "workloadSubnetCidrs", f"{side}.workloadSubnetCidrs"),
+        f"{side}.workloadSubnetCidrs",
+    )
     if gw is not None and ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX:
         reader.problem(
             f"'{reader.name(side + '.gatewaySubnetCidr')}' is {gw!r}; a gateway subnet must be "
@@ -400,17 +450,28 @@ class _NetworkKeys:
 
 _AZ_ID = r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/"
 _AWS_NETWORK = _NetworkKeys(
-    "vpcCidr", "vpcId", "workloadRouteTableIds", True,
+    "vpcCidr",
+    "vpcId",
+    "workloadRouteTableIds",
+    True,
     (r"vpc-[0-9a-f]{8,17}", r"subnet-[0-9a-f]{8,17}", r"rtb-[0-9a-f]{8,17}"),
     ("vpc-0abc1234", "subnet-0abc1234", "rtb-0abc1234"),
 )
 _AZURE_NETWORK = _NetworkKeys(
-    "vnetCidr", "vnetId", "workloadRouteTableId", False,
-    (_AZ_ID + r"virtualNetworks/[^/]+", _AZ_ID + r"virtualNetworks/[^/]+/subnets/[^/]+",
-     _AZ_ID + r"routeTables/[^/]+"),
-    ("/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>",
-     ".../virtualNetworks/<name>/subnets/<subnet>",
-     "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/routeTables/<name>"),
+    "vnetCidr",
+    "vnetId",
+    "workloadRouteTableId",
+    False,
+    (
+        _AZ_ID + r"virtualNetworks/[^/]+",
+        _AZ_ID + r"virtualNetworks/[^/]+/subnets/[^/]+",
+        _AZ_ID + r"routeTables/[^/]+",
+    ),
+    (
+        "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<name>",
+        ".../virtualNetworks/<name>/subnets/<subnet>",
+        "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/routeTables/<name>",
+    ),
 )
 
 
@@ -418,6 +479,7 @@ def _parse_network(
     reader: _Reader, side: str, raw: Mapping[str, Any], keys: _NetworkKeys, has_test_vm: bool
 ) -> NetworkSettings | None:
     """Either the CIDRs of a network to create, or the ids of an existing one; never both."""
+
     def full(key: str) -> str:
         return f"{side}.{key}"
 
@@ -431,16 +493,29 @@ def _parse_network(
     byo_set = [k for k in (keys.existing, "gatewaySubnetId", keys.route_tables) if raw.get(k) is not None]
     if not byo_set:
         net, gw, workloads = _site_networks(reader, side, raw, keys.cidr)
-        if fixed_ip is not None and gw is not None and ipaddress.IPv4Address(fixed_ip) not in (
-                ipaddress.IPv4Network(gw)):
-            reader.problem(f"'{reader.name(full('gatewayPrivateIp'))}' is {fixed_ip!r}, outside "
-                           f"'{reader.name(full('gatewaySubnetCidr'))}' {gw!r}")
-        if net is None or gw is None or not workloads or (
-                ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX):
+        if (
+            fixed_ip is not None
+            and gw is not None
+            and ipaddress.IPv4Address(fixed_ip) not in (ipaddress.IPv4Network(gw))
+        ):
+            reader.problem(
+                f"'{reader.name(full('gatewayPrivateIp'))}' is {fixed_ip!r}, outside "
+                f"'{reader.name(full('gatewaySubnetCidr'))}' {gw!r}"
+            )
+        if (
+            net is None
+            or gw is None
+            or not workloads
+            or (ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX)
+        ):
             return None
         return NetworkSettings(
-            cidr=net, gateway_subnet_cidr=gw, workload_subnet_cidrs=workloads, existing_id=None,
-            gateway_subnet_id=None, workload_route_table_ids=(),
+            cidr=net,
+            gateway_subnet_cidr=gw,
+            workload_subnet_cidrs=workloads,
+            existing_id=None,
+            gateway_subnet_id=None,
+            workload_route_table_ids=(),
             gateway_private_ip=fixed_ip or host_address(gw, GATEWAY_HOST_INDEX),
         )
     for create_key in (keys.cidr, "gatewaySubnetCidr", "workloadSubnetCidrs"):
@@ -462,23 +537,32 @@ def _parse_network(
         for i, t in enumerate(tables)
     ]
     for (key, value), pattern, example in zip(
-        labelled, (*keys.id_patterns[:2], *[keys.id_patterns[2]] * len(tables)),
-        (*keys.id_examples[:2], *[keys.id_examples[2]] * len(tables)), strict=False,
+        labelled,
+        (*keys.id_patterns[:2], *[keys.id_patterns[2]] * len(tables)),
+        (*keys.id_examples[:2], *[keys.id_examples[2]] * len(tables)),
+        strict=False,
     ):
         if value is not None and not re.fullmatch(pattern, value, flags=re.IGNORECASE):
             reader.problem(f"'{reader.name(full(key))}' is {value!r}; it looks like '{example}'")
     if has_test_vm:
-        reader.problem(f"'{reader.name(full('testVm'))}' needs a network the program creates; with "
-                       f"'{reader.name(full(keys.existing))}' set it to false")
+        reader.problem(
+            f"'{reader.name(full('testVm'))}' needs a network the program creates; with "
+            f"'{reader.name(full(keys.existing))}' set it to false"
+        )
     if existing is None or subnet is None or not tables:
         return None
     return NetworkSettings(
-        cidr=None, gateway_subnet_cidr=None, workload_subnet_cidrs=(), existing_id=existing,
-        gateway_subnet_id=subnet, workload_route_table_ids=tables, gateway_private_ip=fixed_ip,
+        cidr=None,
+        gateway_subnet_cidr=None,
+        workload_subnet_cidrs=(),
+        existing_id=existing,
+        gateway_subnet_id=subnet,
+        workload_route_table_ids=tables,
+        gateway_private_ip=fixed_ip,
     )
 
 
-def _parse_aws(reader: _Reader) -> AwsSettings | None:
+def _parse_aws(reader: _Reader, image_file_set: bool) -> AwsSettings | None:
     raw = reader.obj("aws", _AWS_KEYS)
     if raw is None:
         reader.problem(f"'{reader.name('aws')}' is required: the AWS side (see Pulumi.dev.yaml)")
@@ -488,7 +572,14 @@ def _parse_aws(reader: _Reader) -> AwsSettings | None:
     ami_id = reader.get(raw, "amiId", str, None, "aws.amiId")
     owner = reader.get(raw, "amiOwner", str, None, "aws.amiOwner")
     name_filter = reader.get(raw, "amiNameFilter", str, None, "aws.amiNameFilter")
-    if ami_id and (owner or name_filter):
+    if image_file_set:
+        for key, value in (("amiId", ami_id), ("amiOwner", owner), ("amiNameFilter", name_filter)):
+            if value:
+                reader.problem(
+                    f"'{reader.name('imageFile')}' and '{reader.name('aws.' + key)}' ({value!r}) are "
+                    f"both set; the image file becomes the AMI, so remove '{reader.name('aws.' + key)}'"
+                )
+    elif ami_id and (owner or name_filter):
         reader.problem(
             f"'{reader.name('aws.amiId')}' is {ami_id!r} and an AMI lookup "
             f"('{reader.name('aws.amiOwner')}'/'{reader.name('aws.amiNameFilter')}') is set too; keep one"
@@ -497,7 +588,7 @@ def _parse_aws(reader: _Reader) -> AwsSettings | None:
         reader.problem(
             f"the OpenBSD image is missing: set '{reader.name('aws.amiId')}' (ami-...) or both "
             f"'{reader.name('aws.amiOwner')}' and '{reader.name('aws.amiNameFilter')}' "
-            f"(got owner={owner!r}, filter={name_filter!r})"
+            f"(got owner={owner!r}, filter={name_filter!r}), or '{reader.name('imageFile')}'"
         )
     if ami_id and not re.fullmatch(r"ami-[0-9a-f]{8,17}", ami_id):
         reader.problem(f"'{reader.name('aws.amiId')}' is {ami_id!r}; an AMI id looks like 'ami-0abc1234'")
@@ -512,8 +603,10 @@ def _parse_aws(reader: _Reader) -> AwsSettings | None:
             or "t3.micro",
             ami_owner=reader.get(tv, "amiOwner", str, "136693071363", "aws.testVm.amiOwner")
             or "136693071363",
-            ami_name_filter=reader.get(tv, "amiNameFilter", str, "debian-12-amd64-*",
-                                       "aws.testVm.amiNameFilter") or "debian-12-amd64-*",
+            ami_name_filter=reader.get(
+                tv, "amiNameFilter", str, "debian-12-amd64-*", "aws.testVm.amiNameFilter"
+            )
+            or "debian-12-amd64-*",
         )
     if region is None or network is None:
         return None
@@ -530,33 +623,47 @@ def _parse_aws(reader: _Reader) -> AwsSettings | None:
     )
 
 
-def _parse_azure(reader: _Reader) -> AzureSettings | None:
+def _parse_azure(reader: _Reader, image_file_set: bool) -> AzureSettings | None:
     raw = reader.obj("azure", _AZURE_KEYS)
     if raw is None:
         reader.problem(f"'{reader.name('azure')}' is required: the Azure side (see Pulumi.dev.yaml)")
         return None
     location = reader.required(raw, "location", "azure.location", "an Azure location like 'westeurope'")
-    rg = reader.required(raw, "resourceGroupName", "azure.resourceGroupName",
-                         "the resource group to create, like 'ccvpn-dev' (with vnetId: an existing "
-                         "one for the gateway)")
-    if rg is not None and not _RG_NAME.fullmatch(rg):
-        reader.problem(f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: use letters, digits, "
-                       "'-', '_', '.', '(' and ')', not ending in '.'")
-    network = _parse_network(reader, "azure", raw, _AZURE_NETWORK, _wants_test_vm(raw))
-    image_id = reader.required(
-        raw, "imageId", "azure.imageId",
-        "the id of your OpenBSD managed image or gallery image version "
-        "(/subscriptions/.../images/... or .../galleries/.../versions/...)",
+    rg = reader.required(
+        raw,
+        "resourceGroupName",
+        "azure.resourceGroupName",
+        "the resource group to create, like 'ccvpn-dev' (with vnetId: an existing one for the gateway)",
     )
+    if rg is not None and not _RG_NAME.fullmatch(rg):
+        reader.problem(
+            f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: use letters, digits, "
+            "'-', '_', '.', '(' and ')', not ending in '.'"
+        )
+    network = _parse_network(reader, "azure", raw, _AZURE_NETWORK, _wants_test_vm(raw))
+    image_id = reader.get(raw, "imageId", str, None, "azure.imageId")
+    if image_file_set and image_id:
+        reader.problem(
+            f"'{reader.name('imageFile')}' and '{reader.name('azure.imageId')}' ({image_id!r}) are both "
+            f"set; the image file becomes the Azure image, so remove '{reader.name('azure.imageId')}'"
+        )
+    elif not image_file_set and not image_id:
+        reader.problem(
+            f"'{reader.name('azure.imageId')}' is required: the id of your OpenBSD managed image or "
+            "gallery image version (/subscriptions/.../images/... or .../galleries/.../versions/...), "
+            f"or set '{reader.name('imageFile')}'"
+        )
     if image_id is not None and not image_id.lower().startswith("/subscriptions/"):
-        reader.problem(f"'{reader.name('azure.imageId')}' is {image_id!r}; an image id starts "
-                       "with '/subscriptions/'")
+        reader.problem(
+            f"'{reader.name('azure.imageId')}' is {image_id!r}; an image id starts with '/subscriptions/'"
+        )
     admin_user = reader.get(raw, "adminUser", str, "azure-user", "azure.adminUser") or "azure-user"
     if not _USER.fullmatch(admin_user):
         reader.problem(f"'{reader.name('azure.adminUser')}' is {admin_user!r}, not a valid user name")
     test_vm = None
     tv = reader.obj("testVm", _AZURE_TEST_VM_KEYS, raw, "azure.") if _wants_test_vm(raw) else None
     if tv is not None:
+
         def tget(key: str, default: str) -> str:
             return reader.get(tv, key, str, default, f"azure.testVm.{key}") or default
 
@@ -567,7 +674,7 @@ def _parse_azure(reader: _Reader) -> AzureSettings | None:
             image_sku=tget("imageSku", "12-gen2"),
             image_version=tget("imageVersion", "latest"),
         )
-    if location is None or rg is None or network is None or not image_id:
+    if location is None or rg is None or network is None:
         return None
     return AzureSettings(
         location=location,
@@ -581,7 +688,7 @@ def _parse_azure(reader: _Reader) -> AzureSettings | None:
 
 
 def _parse_access(reader: _Reader) -> AccessSettings | None:
-    how_pub = "pulumi config set sshPublicKey \"$(cat ~/.ssh/id_rsa.pub)\""
+    how_pub = 'pulumi config set sshPublicKey "$(cat ~/.ssh/id_rsa.pub)"'
     pub = reader.required(reader.top, "sshPublicKey", "sshPublicKey", how_pub)
     if pub is not None and not pub.startswith("ssh-rsa "):
         reader.problem(
@@ -592,8 +699,10 @@ def _parse_access(reader: _Reader) -> AccessSettings | None:
         "sshPrivateKey", "pulumi config set --secret sshPrivateKey < ~/.ssh/id_rsa", required=True
     )
     if private is not None and "PRIVATE KEY-----" not in private.value:
-        reader.problem(f"'{reader.name('sshPrivateKey')}' is not a PEM/OpenSSH private key "
-                       "(no '-----BEGIN ... PRIVATE KEY-----' line)")
+        reader.problem(
+            f"'{reader.name('sshPrivateKey')}' is not a PEM/OpenSSH private key "
+            "(no '-----BEGIN ... PRIVATE KEY-----' line)"
+        )
     admin = _cidrs(reader, reader.str_list(reader.top, "adminCidrs", "adminCidrs"), "adminCidrs")
     anywhere = reader.get(reader.top, "allowSshFromAnywhere", bool, False, "allowSshFromAnywhere")
     for i, cidr in enumerate(admin):
@@ -611,17 +720,21 @@ def _parse_access(reader: _Reader) -> AccessSettings | None:
 def _parse_tunnel(reader: _Reader) -> TunnelSettings:
     raw = reader.obj("tunnel", _TUNNEL_KEYS) or {}
     mode = cast(AuthMode, reader.choice(raw, "authMode", "tunnel.authMode", ("pubkey", "psk"), "pubkey"))
-    psk_how = "pulumi config set --secret psk \"$(openssl rand -base64 32)\""
+    psk_how = 'pulumi config set --secret psk "$(openssl rand -base64 32)"'
     psk = reader.secret("psk", psk_how, required=mode == "psk")
     if mode == "pubkey" and psk is not None:
-        reader.problem(f"'{reader.name('psk')}' is set but '{reader.name('tunnel.authMode')}' is "
-                       "'pubkey'; remove the psk or set authMode to 'psk'")
+        reader.problem(
+            f"'{reader.name('psk')}' is set but '{reader.name('tunnel.authMode')}' is "
+            "'pubkey'; remove the psk or set authMode to 'psk'"
+        )
     if mode == "psk" and psk is not None:
         why = psk_problem_text(psk.value)
         if why:
             reader.problem(f"'{reader.name('psk')}' {why} ({psk_how})")
-    ike = (reader.get(raw, "ikeProposal", str, DEFAULT_IKE_PROPOSAL, "tunnel.ikeProposal")
-           or DEFAULT_IKE_PROPOSAL)
+    ike = (
+        reader.get(raw, "ikeProposal", str, DEFAULT_IKE_PROPOSAL, "tunnel.ikeProposal")
+        or DEFAULT_IKE_PROPOSAL
+    )
     for why in proposal_problems(ike, "ike"):
         reader.problem(f"'{reader.name('tunnel.ikeProposal')}' is {ike!r}: {why}")
     children = reader.str_list(raw, "childProposals", "tunnel.childProposals", DEFAULT_CHILD_PROPOSALS)
@@ -636,11 +749,18 @@ def _parse_tunnel(reader: _Reader) -> TunnelSettings:
     aws_role = cast(Role, reader.choice(raw, "awsRole", "tunnel.awsRole", roles, "active"))
     azure_role = cast(Role, reader.choice(raw, "azureRole", "tunnel.azureRole", roles, "active"))
     if aws_role == azure_role == "passive":
-        reader.problem(f"'{reader.name('tunnel.awsRole')}' and '{reader.name('tunnel.azureRole')}' are "
-                       "both 'passive': no side would start the tunnel; keep at least one 'active'")
+        reader.problem(
+            f"'{reader.name('tunnel.awsRole')}' and '{reader.name('tunnel.azureRole')}' are "
+            "both 'passive': no side would start the tunnel; keep at least one 'active'"
+        )
     return TunnelSettings(
-        auth_mode=mode, psk=psk, ike_proposal=ike, child_proposals=children, dpd_interval=dpd,
-        aws_role=aws_role, azure_role=azure_role,
+        auth_mode=mode,
+        psk=psk,
+        ike_proposal=ike,
+        child_proposals=children,
+        dpd_interval=dpd,
+        aws_role=aws_role,
+        azure_role=azure_role,
     )
 
 
@@ -656,7 +776,8 @@ def overlap_problems(aws: list[tuple[str, str]], azure: list[tuple[str, str]]) -
     return [
         f"'{PROJECT}:{ka}' {a!r} overlaps '{PROJECT}:{kb}' {b!r}: the two sides must use separate "
         "address ranges, or traffic cannot be routed between them"
-        for ka, a in aws for kb, b in azure
+        for ka, a in aws
+        for kb, b in azure
         if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b))
     ]
 
@@ -664,8 +785,10 @@ def overlap_problems(aws: list[tuple[str, str]], azure: list[tuple[str, str]]) -
 def _check_sides_apart(reader: _Reader, aws: AwsSettings | None, azure: AzureSettings | None) -> None:
     if aws is None or azure is None:
         return
-    reader.problems += overlap_problems(_network_cidrs("aws", _AWS_NETWORK, aws.network),
-                                        _network_cidrs("azure", _AZURE_NETWORK, azure.network))
+    reader.problems += overlap_problems(
+        _network_cidrs("aws", _AWS_NETWORK, aws.network),
+        _network_cidrs("azure", _AZURE_NETWORK, azure.network),
+    )
 
 
 def parse_settings(
@@ -675,19 +798,42 @@ def parse_settings(
     reader = _Reader(values, secret_keys)
     prefix = reader.get(reader.top, "prefix", str, None, "prefix") or f"ccvpn-{stack}".lower()[:20]
     if not _NAME.fullmatch(prefix):
-        reader.problem(f"'{reader.name('prefix')}' is {prefix!r}; use 1-20 lowercase letters, digits "
-                       "and '-', starting with a letter (it starts every resource name)")
+        reader.problem(
+            f"'{reader.name('prefix')}' is {prefix!r}; use 1-20 lowercase letters, digits "
+            "and '-', starting with a letter (it starts every resource name)"
+        )
     tags_raw = _tags(reader)
-    aws = _parse_aws(reader)
-    azure = _parse_azure(reader)
+    image_file = _image_file(reader)
+    image_file_set = reader.top.get("imageFile") is not None
+    aws = _parse_aws(reader, image_file_set)
+    azure = _parse_azure(reader, image_file_set)
     access = _parse_access(reader)
     tunnel = _parse_tunnel(reader)
     _check_sides_apart(reader, aws, azure)
     if reader.problems:
         raise ConfigProblems(reader.problems)
     assert aws is not None and azure is not None and access is not None
-    return StackSettings(prefix=prefix, aws=aws, azure=azure, access=access, tunnel=tunnel,
-                         tags={"project": PROJECT, "stack": stack, **tags_raw})
+    return StackSettings(
+        image_file=image_file,
+        prefix=prefix,
+        aws=aws,
+        azure=azure,
+        access=access,
+        tunnel=tunnel,
+        tags={"project": PROJECT, "stack": stack, **tags_raw},
+    )
+
+
+def _image_file(reader: _Reader) -> ImageInfo | None:
+    """The disk image named by ``imageFile``, checked (format, boot sector, size) and hashed."""
+    path = reader.get(reader.top, "imageFile", str, None, "imageFile")
+    if path is None:
+        return None
+    try:
+        return inspect_image(path)
+    except DiskImageError as err:
+        reader.problem(f"'{reader.name('imageFile')}' is {path!r}: {err}")
+        return None
 
 
 def _tags(reader: _Reader) -> dict[str, str]:
@@ -714,9 +860,9 @@ def load_settings() -> StackSettings:
     # The language host hands config over with set_all_config (older hosts: environment).
     values: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = {
-        key for key in values
-        if runtime_config.is_config_secret(key)
-        or key in runtime_config.get_config_secret_keys_env()
+        key
+        for key in values
+        if runtime_config.is_config_secret(key) or key in runtime_config.get_config_secret_keys_env()
     }
     try:
         return parse_settings(values, secret_keys, pulumi.get_stack())
