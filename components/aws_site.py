@@ -6,7 +6,7 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from .site import GatewayEndpointArgs, host_cidr
+from .site import GatewayEndpointArgs, host_cidr, network_mode_problems
 
 
 class AwsTestVmArgs(TypedDict):
@@ -60,30 +60,6 @@ class AwsSiteArgs(TypedDict):
     """Bring your own: the networks behind the gateway (the VPC's CIDR blocks)."""
 
 
-def aws_mode_problems(args: AwsSiteArgs) -> list[str]:
-    """Why ``args`` is neither a complete "create" nor a complete "bring your own" network."""
-    create = (args.get("vpc_cidr"), args.get("gateway_subnet_cidr"), args.get("workload_subnet_cidrs"))
-    byo = (
-        args.get("vpc_id"),
-        args.get("gateway_subnet_id"),
-        args.get("workload_route_table_ids"),
-        args.get("local_cidrs"),
-    )
-    if args.get("vpc_id"):
-        problems = (
-            [] if all(byo) else ["vpc_id needs gateway_subnet_id, workload_route_table_ids and local_cidrs"]
-        )
-        if any(create):
-            problems.append(
-                "vpc_id (bring your own) cannot go with vpc_cidr/gateway_subnet_cidr/"
-                "workload_subnet_cidrs (create)"
-            )
-        if args.get("test_vm"):
-            problems.append("test_vm needs a created network (no workload subnet is known with vpc_id)")
-        return problems
-    return [] if all(create) else ["set vpc_cidr, gateway_subnet_cidr and workload_subnet_cidrs, or vpc_id"]
-
-
 class AwsSite(pulumi.ComponentResource):
     """VPC, subnets, routes, security group, Elastic IP and the OpenBSD gateway instance."""
 
@@ -102,7 +78,7 @@ class AwsSite(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cross-cloud-vpn:index:AwsSite", name, None, opts)
-        problems = aws_mode_problems(args)
+        problems = network_mode_problems(args, "vpc_cidr", "vpc_id", "workload_route_table_ids")
         if problems:
             raise ValueError(f"AwsSite {name}: {'; '.join(problems)}")
         child = pulumi.ResourceOptions(parent=self)

@@ -6,7 +6,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_azure_native as azure
 
-from .site import GatewayEndpointArgs, host_cidr
+from .site import GatewayEndpointArgs, host_cidr, network_mode_problems
 
 # NSG rule priorities: the site's own rules, then the pair's peer rules.
 SSH_PRIORITY = 100
@@ -75,30 +75,6 @@ class AzureSiteArgs(TypedDict):
     """Bring your own: the networks behind the gateway (the VNet's address space)."""
 
 
-def azure_mode_problems(args: AzureSiteArgs) -> list[str]:
-    """Why ``args`` is neither a complete "create" nor a complete "bring your own" network."""
-    create = (args.get("vnet_cidr"), args.get("gateway_subnet_cidr"), args.get("workload_subnet_cidrs"))
-    byo = (
-        args.get("vnet_id"),
-        args.get("gateway_subnet_id"),
-        args.get("workload_route_table_id"),
-        args.get("local_cidrs"),
-    )
-    if args.get("vnet_id"):
-        problems = (
-            [] if all(byo) else ["vnet_id needs gateway_subnet_id, workload_route_table_id and local_cidrs"]
-        )
-        if any(create):
-            problems.append(
-                "vnet_id (bring your own) cannot go with vnet_cidr/gateway_subnet_cidr/"
-                "workload_subnet_cidrs (create)"
-            )
-        if args.get("test_vm"):
-            problems.append("test_vm needs a created network (no workload subnet is known with vnet_id)")
-        return problems
-    return [] if all(create) else ["set vnet_cidr, gateway_subnet_cidr and workload_subnet_cidrs, or vnet_id"]
-
-
 def resource_id_part(resource_id: str, kind: str) -> str:
     """The name after ``/<kind>/`` in an Azure resource id (``resourceGroups``, ``routeTables``)."""
     parts = resource_id.strip("/").split("/")
@@ -127,7 +103,7 @@ class AzureSite(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AzureSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cross-cloud-vpn:index:AzureSite", name, None, opts)
-        problems = azure_mode_problems(args)
+        problems = network_mode_problems(args, "vnet_cidr", "vnet_id", "workload_route_table_id")
         if problems:
             raise ValueError(f"AzureSite {name}: {'; '.join(problems)}")
         child = pulumi.ResourceOptions(parent=self)

@@ -6,9 +6,9 @@ package) and a Python one pass the same thing: an :class:`GatewayEndpointArgs` p
 gateway made some other way.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
@@ -53,3 +53,21 @@ class GatewayEndpointArgs(TypedDict):
 def host_cidr(ip: str) -> str:
     """``ip`` as a one-address network, the way firewall rules name a single peer."""
     return f"{ip}/32"
+
+
+def network_mode_problems(args: Mapping[str, Any], cidr_key: str, id_key: str, route_key: str) -> list[str]:
+    """Why a site's args are neither a complete "create" nor a complete "bring your own" network.
+
+    The clouds differ only in names: ``vpc_cidr``/``vnet_cidr``, ``vpc_id``/``vnet_id`` and their
+    route table key.
+    """
+    create = (cidr_key, "gateway_subnet_cidr", "workload_subnet_cidrs")
+    byo = ("gateway_subnet_id", route_key, "local_cidrs")
+    if not args.get(id_key):
+        return [] if all(args.get(k) for k in create) else [f"set {', '.join(create)}, or {id_key}"]
+    problems = [] if all(args.get(k) for k in byo) else [f"{id_key} needs {', '.join(byo)}"]
+    if any(args.get(k) for k in create):
+        problems.append(f"{id_key} (bring your own) cannot go with {'/'.join(create)} (create)")
+    if args.get("test_vm"):
+        problems.append(f"test_vm needs a created network (no workload subnet is known with {id_key})")
+    return problems

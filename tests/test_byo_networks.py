@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cross_cloud_vpn.components.site import network_mode_problems
 from cross_cloud_vpn.lab_cloud import DEFAULT_LOOKUPS, Evaluation, evaluate
 from cross_cloud_vpn.openbsd import parse_bootstrap
 from cross_cloud_vpn.program import build
@@ -139,3 +140,30 @@ def test_bad_byo_config_is_refused_naming_the_keys(
 def test_examples_in_the_repo_are_the_two_documented_stacks() -> None:
     assert sorted(p.name for p in Path(REPO).glob("Pulumi.*.yaml")) == ["Pulumi.dev.yaml",
                                                                        "Pulumi.prod.example.yaml"]
+
+
+CREATE = {"vpc_cidr": "10.0.0.0/16", "gateway_subnet_cidr": "10.0.0.0/24", "workload_subnet_cidrs": ["x"]}
+BYO = {"vpc_id": "vpc-1", "gateway_subnet_id": "s", "workload_route_table_ids": ["r"], "local_cidrs": ["c"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (CREATE, []),
+        (BYO, []),
+        ({"vpc_cidr": "10.0.0.0/16"}, ["set vpc_cidr, gateway_subnet_cidr, workload_subnet_cidrs, "
+                                       "or vpc_id"]),
+        ({"vpc_id": "vpc-1"}, ["vpc_id needs gateway_subnet_id, workload_route_table_ids, local_cidrs"]),
+        (
+            {**BYO, "vpc_cidr": "10.0.0.0/16", "test_vm": {"private_ip": "10.0.1.20"}},
+            [
+                "vpc_id (bring your own) cannot go with "
+                "vpc_cidr/gateway_subnet_cidr/workload_subnet_cidrs (create)",
+                "test_vm needs a created network (no workload subnet is known with vpc_id)",
+            ],
+        ),
+    ],
+    ids=["create", "byo", "create_incomplete", "byo_incomplete", "both_and_test_vm"],
+)
+def test_site_args_must_be_one_complete_network_mode(args: dict[str, object], expected: list[str]) -> None:
+    assert network_mode_problems(args, "vpc_cidr", "vpc_id", "workload_route_table_ids") == expected
