@@ -159,7 +159,9 @@ def render_iked_conf(gw: IkedGateway) -> str:
     """The whole ``/etc/iked.conf`` of one gateway (install it 0600, owner root)."""
     _check(gw)
     flows = [f"from {local} to {remote}" for local in gw.local_cidrs for remote in gw.remote_cidrs]
-    auth = "rsa" if isinstance(gw.auth, PubkeyAuth) else f'psk "{gw.auth.psk}"'
+    # rfc7427: sign with SHA2-256 (RFC 7427), not the SHA-1 of plain `rsa`; works with the RSA
+    # key OpenBSD makes at first boot (rehearsed with the Linux iked too).
+    auth = "rfc7427" if isinstance(gw.auth, PubkeyAuth) else f'psk "{gw.auth.psk}"'
     body = [
         *flows,
         f"local {gw.local_private_ip} peer {gw.peer_public_ip}",

@@ -121,7 +121,8 @@ def test_default_renders_both_active_with_enforcesingleikesa_and_measured_propos
 
 def test_pubkey_mode_holds_no_secret_and_psk_mode_holds_the_psk() -> None:
     pub = render_iked_conf(side("aws", 1, PubkeyAuth()))
-    assert "psk" not in pub and pub.rstrip().endswith("rsa")
+    # RFC 7427 signatures (SHA2-256) with the host's RSA key, not the SHA-1 `rsa` method.
+    assert "psk" not in pub and pub.rstrip().endswith("rfc7427")
     psk = render_iked_conf(side("aws", 1, PskAuth(PSK)))
     assert f'psk "{PSK}"' in psk
 
