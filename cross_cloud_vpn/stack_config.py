@@ -562,6 +562,14 @@ def _parse_network(
     )
 
 
+def _admin_user(reader: _Reader, raw: Mapping[str, Any], side: str, default: str) -> str:
+    """The user with doas the bootstrap logs in as (each cloud's images have their own default)."""
+    user = reader.get(raw, "adminUser", str, default, f"{side}.adminUser") or default
+    if not _USER.fullmatch(user):
+        reader.problem(f"'{reader.name(side + '.adminUser')}' is {user!r}, not a valid user name")
+    return user
+
+
 def _parse_aws(reader: _Reader, image_file_set: bool) -> AwsSettings | None:
     raw = reader.obj("aws", _AWS_KEYS)
     if raw is None:
@@ -592,9 +600,7 @@ def _parse_aws(reader: _Reader, image_file_set: bool) -> AwsSettings | None:
         )
     if ami_id and not re.fullmatch(r"ami-[0-9a-f]{8,17}", ami_id):
         reader.problem(f"'{reader.name('aws.amiId')}' is {ami_id!r}; an AMI id looks like 'ami-0abc1234'")
-    admin_user = reader.get(raw, "adminUser", str, "ec2-user", "aws.adminUser") or "ec2-user"
-    if not _USER.fullmatch(admin_user):
-        reader.problem(f"'{reader.name('aws.adminUser')}' is {admin_user!r}, not a valid user name")
+    admin_user = _admin_user(reader, raw, "aws", "ec2-user")
     test_vm = None
     tv = reader.obj("testVm", _AWS_TEST_VM_KEYS, raw, "aws.") if _wants_test_vm(raw) else None
     if tv is not None:
@@ -657,9 +663,7 @@ def _parse_azure(reader: _Reader, image_file_set: bool) -> AzureSettings | None:
         reader.problem(
             f"'{reader.name('azure.imageId')}' is {image_id!r}; an image id starts with '/subscriptions/'"
         )
-    admin_user = reader.get(raw, "adminUser", str, "azure-user", "azure.adminUser") or "azure-user"
-    if not _USER.fullmatch(admin_user):
-        reader.problem(f"'{reader.name('azure.adminUser')}' is {admin_user!r}, not a valid user name")
+    admin_user = _admin_user(reader, raw, "azure", "azure-user")
     test_vm = None
     tv = reader.obj("testVm", _AZURE_TEST_VM_KEYS, raw, "azure.") if _wants_test_vm(raw) else None
     if tv is not None:

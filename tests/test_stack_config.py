@@ -93,6 +93,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Values], None], set[str], tuple[str, ...]]
     ("unknown_nested_key", _set("aws", vpcCIDR="10.10.0.0/16"), set(),
      ("cross-cloud-vpn:aws.vpcCIDR", "did you mean 'cross-cloud-vpn:aws.vpcCidr'")),
     ("prefix_invalid", _top("prefix", "Bad_Prefix"), set(), ("prefix", "Bad_Prefix")),
+    ("admin_user_invalid", _set("azure", adminUser="Root User"), set(), ("azure.adminUser", "'Root User'")),
 ]
 
 
