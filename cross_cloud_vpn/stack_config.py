@@ -227,6 +227,16 @@ def known_keys() -> list[str]:
 T = TypeVar("T")
 
 
+def _decoded(raw: Any) -> Any:
+    """A config value as Pulumi hands it over: objects and lists arrive as JSON text."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
 class _Reader:
     """Reads typed values out of raw config, collecting problems instead of raising."""
 
@@ -268,12 +278,7 @@ class _Reader:
         raw = source.get(key)
         if raw is None:
             return None
-        value: Any = raw
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
+        value = _decoded(raw)
         if not isinstance(value, dict):
             self.problem(
                 f"'{self.name(prefix + key)}' must be an object with keys {', '.join(known)}, got {raw!r}"
@@ -288,12 +293,7 @@ class _Reader:
         raw = source.get(key)
         if raw is None:
             return default
-        value: Any = raw
-        if kind is not str and isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
+        value = raw if kind is str else _decoded(raw)
         if kind is int and isinstance(value, bool):
             value = None
         if not isinstance(value, kind):
@@ -317,12 +317,7 @@ class _Reader:
                 self.problem(f"'{self.name(full)}' is required: a list of one or more values")
                 return ()
             return default
-        value: Any = raw
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = [raw]
+        value = _decoded(raw)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
@@ -844,12 +839,7 @@ def _tags(reader: _Reader) -> dict[str, str]:
     raw = reader.top.get("tags")
     if raw is None:
         return {}
-    value: Any = raw
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = None
+    value = _decoded(raw)
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         reader.problem(f"'{reader.name('tags')}' must be an object of string values, got {raw!r}")
         return {}
