@@ -34,45 +34,104 @@ PEER_PUBKEY_DIR = "/etc/iked/pubkeys/ipv4"
 IKED_CONF_PATH = "/etc/iked.conf"
 IKED_CONF_MODE = 0o600
 
-# Transform names accepted by iked.conf(5), by the keyword that takes them.
-_TRANSFORMS: dict[str, frozenset[str]] = {
-    "enc": frozenset(
-        {
-            "3des", "aes-128", "aes-192", "aes-256", "aes-128-ctr", "aes-192-ctr", "aes-256-ctr",
-            "aes-128-gcm", "aes-192-gcm", "aes-256-gcm", "aes-128-gcm-12", "aes-256-gcm-12",
-            "blowfish", "cast", "chacha20-poly1305", "aes-128-gmac", "aes-192-gmac", "aes-256-gmac",
-            "null",
-        }
-    ),
-    "auth": frozenset({"hmac-md5", "hmac-sha1", "hmac-sha2-256", "hmac-sha2-384", "hmac-sha2-512"}),
-    "prf": frozenset({"hmac-md5", "hmac-sha1", "hmac-sha2-256", "hmac-sha2-384", "hmac-sha2-512"}),
-    "group": frozenset(
-        {
-            "modp1024", "modp1536", "modp2048", "modp3072", "modp4096", "modp6144", "modp8192",
-            "ecp256", "ecp384", "ecp521", "ecp192", "ecp224", "brainpool224", "brainpool256",
-            "brainpool384", "brainpool512", "curve25519", "sntrup761x25519",
-        }
-    ),
+# The transforms iked.conf(5) takes, as the parser's tables hold them: OpenBSD's
+# sbin/iked/parse.y (rev 1.149, 2025: ikeencxfs, ipsecencxfs, authxfs, prfxfs, groupxfs,
+# esnxfs) and what Debian's openiked 7.2 `iked -n` accepts (tests/test_openbsd_iked.py feeds
+# every value to it). Where the two differ only what both accept is here: `ecp192`/`grp25`
+# (gone from OpenBSD's table in 2025) and the `ec2n*` groups (not in Debian's 7.2) are left out.
+_HMACS = frozenset({"hmac-md5", "hmac-sha1", "hmac-sha2-256", "hmac-sha2-384", "hmac-sha2-512"})
+_GROUPS = frozenset(
+    {
+        "modp768", "grp1", "modp1024", "grp2", "modp1536", "grp5", "modp2048", "grp14",
+        "modp3072", "grp15", "modp4096", "grp16", "modp6144", "grp17", "modp8192", "grp18",
+        "ecp256", "grp19", "ecp384", "grp20", "ecp521", "grp21", "ecp224", "grp26",
+        "brainpool224", "grp27", "brainpool256", "grp28", "brainpool384", "grp29",
+        "brainpool512", "grp30", "curve25519", "grp31", "sntrup761x25519",
+    }
+)
+#: Ciphers with their own integrity (AEAD, GMAC): parse.y's `noauth` column. create_ike()
+#: refuses them next to an `auth` transform ("authentication is implicit") and mixed with
+#: ciphers that need one ("cannot mix encryption transforms").
+_IMPLICIT_AUTH = frozenset(
+    {
+        "aes-128-gcm", "aes-192-gcm", "aes-256-gcm", "aes-128-gcm-12", "aes-256-gcm-12",
+        "aes-128-gmac", "aes-192-gmac", "aes-256-gmac", "chacha20-poly1305",
+    }
+)
+_TRANSFORMS: dict[str, dict[str, frozenset[str]]] = {
+    # ikesa: ikeencxfs has no CTR, GMAC, ChaCha20, Blowfish, CAST or null, and no 192-bit GCM.
+    "ike": {
+        "enc": frozenset(
+            {
+                "3des", "3des-cbc", "aes-128", "aes-192", "aes-256", "aes-128-gcm", "aes-256-gcm",
+                "aes-128-gcm-12", "aes-256-gcm-12",
+            }
+        ),
+        "auth": _HMACS,
+        "prf": _HMACS,
+        # `group none` is for child SAs (no PFS); an IKE SA always needs a key exchange.
+        "group": _GROUPS,
+    },
+    # childsa: ipsecencxfs has no 12-byte-ICV GCM; `prf` means nothing for a child SA, so it is
+    # refused here although iked ignores it.
+    "child": {
+        "enc": frozenset(
+            {
+                "3des", "3des-cbc", "aes-128", "aes-192", "aes-256", "aes-128-ctr", "aes-192-ctr",
+                "aes-256-ctr", "aes-128-gcm", "aes-192-gcm", "aes-256-gcm", "aes-128-gmac",
+                "aes-192-gmac", "aes-256-gmac", "blowfish", "cast", "chacha20-poly1305", "null",
+            }
+        ),
+        "auth": _HMACS,
+        "group": _GROUPS | {"none"},
+    },
 }
-_KEYWORDS = {"ike": ("enc", "prf", "group", "auth"), "child": ("enc", "auth", "group")}
+_SA_NAME = {"ike": "an IKE SA", "child": "a child SA"}
+#: `esn`/`noesn` stand alone (parse.y's transform_esn), and only in a child SA.
+_FLAGS = {"ike": frozenset[str](), "child": frozenset({"esn", "noesn"})}
 
 
 def proposal_problems(proposal: str, kind: Literal["ike", "child"]) -> list[str]:
-    """What is wrong with one ``ikesa``/``childsa`` proposal, as sentences; empty when fine."""
+    """What is wrong with one ``ikesa``/``childsa`` proposal, as sentences; empty when fine.
+
+    Agrees with the real parser both ways (``tests/test_openbsd_iked.py``): a proposal this
+    accepts, ``iked -n`` accepts; every refusal but ``prf`` in a child SA is one iked makes too.
+    A keyword left out takes iked's default for it.
+    """
     words = proposal.split()
     if not words:
         return ["is empty"]
+    table, flags = _TRANSFORMS[kind], _FLAGS[kind]
     problems: list[str] = []
-    if len(words) % 2:
-        problems.append(f"'{words[-1]}' has no value after it")
-    allowed = _KEYWORDS[kind]
-    for keyword, value in zip(words[::2], words[1::2], strict=False):
-        if keyword not in allowed:
-            problems.append(f"'{keyword}' is not one of {', '.join(allowed)}")
-        elif value not in _TRANSFORMS[keyword]:
-            problems.append(f"'{value}' is not a known {keyword} transform")
-    if "enc" not in words[::2]:
-        problems.append("has no 'enc' transform")
+    enc: list[str] = []
+    auth = False
+    i = 0
+    while i < len(words):
+        keyword = words[i]
+        if keyword in flags:
+            i += 1
+            continue
+        if keyword not in table:
+            allowed = ", ".join([*table, *sorted(flags)])
+            problems.append(f"'{keyword}' is not one of {allowed}")
+            i += 1
+            continue
+        if i + 1 >= len(words):
+            problems.append(f"'{keyword}' has no value after it")
+            break
+        value = words[i + 1]
+        i += 2
+        if value not in table[keyword]:
+            problems.append(f"'{value}' is not a known {keyword} transform for {_SA_NAME[kind]}")
+        elif keyword == "enc":
+            enc.append(value)
+        elif keyword == "auth":
+            auth = True
+    implicit = [e for e in enc if e in _IMPLICIT_AUTH]
+    if implicit and len(implicit) != len(enc):
+        problems.append(f"mixes {', '.join(implicit)} (authenticates itself) with ciphers that need 'auth'")
+    elif implicit and auth:
+        problems.append(f"{implicit[0]} authenticates itself: drop 'auth'")
     return problems
 
 
@@ -152,6 +211,9 @@ def psk_problem_text(psk: str) -> str | None:
         return f"is {len(psk)} characters long; use at least {MIN_PSK_LENGTH}"
     if any(ch in psk for ch in '"\\') or not psk.isprintable():
         return 'may hold only printable characters other than " and \\'
+    if psk.startswith("0x"):
+        # parse.y's keyspec reads a PSK that starts with "0x" as hex digits, not as text.
+        return "starts with '0x', which iked reads as hex digits, not as text; make another"
     return None
 
 
@@ -159,8 +221,9 @@ def render_iked_conf(gw: IkedGateway) -> str:
     """The whole ``/etc/iked.conf`` of one gateway (install it 0600, owner root)."""
     _check(gw)
     flows = [f"from {local} to {remote}" for local in gw.local_cidrs for remote in gw.remote_cidrs]
-    # rfc7427: sign with SHA2-256 (RFC 7427), not the SHA-1 of plain `rsa`; works with the RSA
-    # key OpenBSD makes at first boot (rehearsed with the Linux iked too).
+    # rfc7427: RFC 7427 signatures (SHA2-256) with whatever key the host has: OpenBSD's rc makes
+    # an ECDSA P-256 key at first boot (older images: RSA). Plain `rsa` could sign with neither
+    # EC keys nor anything but SHA-1. Rehearsed with P-256 keys and the Linux iked.
     auth = "rfc7427" if isinstance(gw.auth, PubkeyAuth) else f'psk "{gw.auth.psk}"'
     body = [
         *flows,
@@ -174,9 +237,16 @@ def render_iked_conf(gw: IkedGateway) -> str:
         "# Rendered by cross-cloud-vpn; edits are overwritten on the next `pulumi up`.",
         "# local is this host's private address: the cloud maps the public one 1:1 onto it.",
     ]
+    # Each file knows only its own role, so it says only that: the peer's file says the peer's.
+    lines.append(
+        "# This side initiates (active); the peer may initiate too."
+        if gw.role == "active"
+        else "# This side only answers (passive): the peer initiates."
+    )
     if gw.enforce_single_ikesa:
-        lines.append("# Both sides initiate; one IKE SA per peer keeps a restart from leaving stale SAs.")
+        lines.append("# One IKE SA per peer: a restart leaves no stale SA behind.")
         lines.append("set enforcesingleikesa")
+    # 0 turns DPD off; iked's parser takes any number >= 0 (parse.y: "timeout outside range").
     lines.append(f"set dpd_check_interval {gw.dpd_interval}")
     lines.append("")
     lines.append(f'ikev2 "{gw.policy_name}" {gw.role} esp \\')
