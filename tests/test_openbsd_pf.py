@@ -39,13 +39,28 @@ def test_macros_and_tables_hold_the_configured_addresses(rules: list[str]) -> No
     assert "table <admin_nets> const { 192.0.2.0/24 }" in rules
 
 
-def test_ike_nat_t_and_esp_pass_only_with_the_peer(rules: list[str]) -> None:
+def test_ike_and_nat_t_pass_in_only_from_the_peer_and_raw_esp_not_at_all(rules: list[str]) -> None:
     ike = [r for r in _passes(rules) if "isakmp" in r or "esp" in r.split()]
-    assert len(ike) == 4, ike
-    for rule in ike:
-        assert ("from $peer to $gw" in rule) or ("from $gw to $peer" in rule), rule
-    assert "pass in on egress inet proto udp from $peer to $gw port { isakmp ipsec-nat-t }" in rules
-    assert "pass in on egress inet proto esp from $peer to $gw" in rules
+    assert ike == ["pass in on egress inet proto udp from $peer to $gw port { isakmp ipsec-nat-t }"]
+    text = render_pf_conf(GW)
+    assert "raw ESP" in text and "NAT-T" in text, "pf.conf must say why there is no proto esp rule"
+
+
+def test_no_pass_out_rule_that_the_gateways_own_rule_already_covers(rules: list[str]) -> None:
+    own = "pass out on egress inet from $gw"
+    assert own in rules
+    redundant = [r for r in _passes(rules) if r.startswith("pass out on egress") and "from $gw " in f"{r} "
+                 and r != own]
+    assert redundant == []
+
+
+def test_states_are_bound_to_their_interface_so_enc0_states_never_pass_egress(rules: list[str]) -> None:
+    """pf.conf(5): states float by default; pf.c pf_find_state() matches a pfi_all state on any
+    interface. Bound, the state of `pass out on enc0` cannot carry that flow out on egress."""
+    assert "set state-policy if-bound" in rules
+    first_match = next(i for i, r in enumerate(rules) if r.startswith("match"))
+    assert rules.index("set state-policy if-bound") < first_match, "options come before rules"
+    assert not any("floating" in r for r in rules)
 
 
 def test_ssh_passes_only_from_admin_networks(rules: list[str]) -> None:
