@@ -50,7 +50,14 @@ def _aws_local_cidrs(net: NetworkSettings, opts: pulumi.InvokeOptions) -> list[s
     if not net.brings_own:
         return list(net.workload_subnet_cidrs)
     vpc = aws.ec2.get_vpc(id=net.existing_id, opts=opts)
-    blocks = [a.cidr_block for a in vpc.cidr_block_associations or [] if a.cidr_block]
+    # A VPC keeps its removed blocks in the list as disassociating/disassociated/failed; only an
+    # "associated" block carries traffic (VpcCidrBlockState:
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_VpcCidrBlockState.html).
+    blocks = [
+        a.cidr_block
+        for a in vpc.cidr_block_associations or []
+        if a.cidr_block and a.state == "associated"
+    ]
     return blocks or [vpc.cidr_block]
 
 

@@ -94,6 +94,27 @@ def test_byo_routes_every_remote_cidr_into_every_named_route_table(
     assert nic.inputs["resourceGroupName"] == "network-prod"
 
 
+def test_vpc_blocks_that_are_not_associated_are_neither_routed_nor_in_the_tunnel(
+    run_prod: Callable[..., Evaluation]
+) -> None:
+    """A removed block stays in get_vpc's list (disassociating, disassociated, failed)."""
+    gone = {"10.32.0.0/16": "disassociated", "10.33.0.0/16": "disassociating", "10.34.0.0/16": "failed"}
+    vpc = DEFAULT_LOOKUPS["aws:ec2/getVpc:getVpc"]
+    answer = {**vpc, "cidrBlockAssociations": [
+        *vpc["cidrBlockAssociations"],
+        *({"cidrBlock": c, "associationId": f"gone-{i}", "state": state}
+          for i, (c, state) in enumerate(gone.items())),
+    ]}
+    ev = run_prod(lookups={"aws:ec2/getVpc:getVpc": answer})
+    assert ev.outputs["aws_cidrs"] == AWS_BLOCKS
+    routed = {r.inputs["addressPrefix"] for r in ev.by_type("azure-native:network:Route")}
+    assert routed == set(AWS_BLOCKS), f"Azure routes blocks the VPC no longer has: {routed - set(AWS_BLOCKS)}"
+    for site in ("aws", "azure"):
+        stdin = ev.named(f"-tunnel-{site}-configure").inputs["stdin"]
+        iked = parse_bootstrap(stdin).files["/etc/iked.conf"][0]
+        assert not [c for c in gone if c in iked], f"{site} iked.conf holds a block that is not associated"
+
+
 def test_looked_up_networks_that_overlap_fail_naming_both_networks(
     run_prod: Callable[..., Evaluation]
 ) -> None:
