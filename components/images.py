@@ -39,7 +39,8 @@ images only from page blobs. So the upload is a local ``command`` that runs
 blob (create + write, HTTPS only, valid one day), handed in through a secret environment
 variable; it checks the VHD footer before it sends a byte and skips all-zero pages. The SAS
 changes on every run, so the command ignores changes to its environment and command line; a new
-image changes its name, which runs it again. Deleting an old image's container (when a new
+image changes its name, which runs it again, and so does a container or storage account made
+anew (they are in its triggers). Deleting an old image's container (when a new
 file replaces it, or at ``destroy``) deletes its blob.
 """
 
@@ -83,7 +84,8 @@ class AwsImageArgs:
     boot_mode: str = "legacy-bios"
     volume_type: str = "gp3"
     encrypted: bool = True
-    """Encrypt the imported snapshot with the account's default EBS key."""
+    """Encrypt the imported snapshot with the account's default EBS key (set at the import only:
+    the snapshot ignores later changes to it, see :class:`AwsImage`)."""
 
 
 class AwsImage(pulumi.ComponentResource):
@@ -133,7 +135,10 @@ class AwsImage(pulumi.ComponentResource):
             source=pulumi.FileAsset(args.source_path),
             server_side_encryption="AES256",
             content_type="application/octet-stream",
-            tags=tags,
+            # S3 takes at most 10 tags per object, the AWS provider's default tags included
+            # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-managing.html): the
+            # object carries only its own; the caller's tags are on the bucket.
+            tags={"ImageSha256": args.sha256},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access, ownership, encryption]),
         )
 
@@ -173,7 +178,20 @@ class AwsImage(pulumi.ComponentResource):
             encrypted=args.encrypted,
             description=f"{name}: OpenBSD image sha256 {args.sha256}",
             tags={**tags, "Name": f"{name}-{h}"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[policy],
+                # The provider reads both back from the snapshot, and both force a new import
+                # without being "computed": an encrypted snapshot comes back with the account's
+                # EBS key in kms_key_id (or encrypted=true from encryption by default), a diff that
+                # replaced the snapshot, and so the AMI, on every up. resourceEBSSnapshotImportRead in
+                # https://github.com/hashicorp/terraform-provider-aws/blob/main/internal/service/ec2/ebs_snapshot_import.go
+                # sets "encrypted" and "kms_key_id"; the known workaround is this ignore_changes
+                # (https://github.com/hashicorp/terraform-provider-aws/issues/7407, and the same
+                # perpetual replacement in https://github.com/pulumi/pulumi-aws/issues/999). A new
+                # image still makes a new snapshot: its hash is in the name and the S3 key.
+                ignore_changes=["encrypted", "kmsKeyId"],
+            ),
         )
         ami = aws.ec2.Ami(
             f"{name}-{h}",
@@ -193,7 +211,9 @@ class AwsImage(pulumi.ComponentResource):
                 }
             ],
             tags={**tags, "Name": f"{name}-{h}"},
-            opts=child,
+            # The name is fixed and EC2 refuses a second AMI of the same name in a region
+            # (InvalidAMIName.Duplicate, RegisterImage): a replacement deregisters the old one first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         self.ami_id = ami.id
@@ -334,7 +354,10 @@ class AzureImage(pulumi.ComponentResource):
                 f'{shlex.quote(args.source_path)} "$CCVPN_BLOB_URL"'
             ),
             environment={"CCVPN_BLOB_URL": blob_url, "CCVPN_BLOB_SAS": pulumi.Output.secret(sas)},
-            triggers=[args.sha256],
+            # Upload again into a container (or account) made anew, which is empty. Azure gives a
+            # re-created resource the same id, so its etag and the account's creation time, which
+            # are new each time, are in the triggers too.
+            triggers=[args.sha256, account.id, account.creation_time, container.id, container.etag],
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["create", "environment"]),
         )
         image = azure.compute.Image(

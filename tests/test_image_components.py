@@ -152,6 +152,35 @@ def test_aws_args_are_options(tmp_path: Path) -> None:
     assert ami["ebsBlockDevices"][0]["deviceName"] == "/dev/xvda"
 
 
+def test_snapshot_import_ignores_exactly_the_encryption_fields_the_provider_reads_back(
+    ev: Evaluation,
+) -> None:
+    """Both are force-new and read back from the snapshot: without this, every up replaced it."""
+    snap = one(ev, "aws:ebs/snapshotImport:SnapshotImport")
+    assert snap.inputs["encrypted"] is True, "the import still asks for an encrypted snapshot"
+    assert sorted(snap.ignore_changes) == ["encrypted", "kmsKeyId"], snap.urn
+
+
+def test_ami_is_deregistered_before_its_replacement_registers_the_same_name(ev: Evaluation) -> None:
+    ami = one(ev, "aws:ec2/ami:Ami")
+    assert ami.inputs["name"] == ami.name, "the AMI name is fixed (content-addressed)"
+    assert ami.delete_before_replace, f"{ami.urn}: a replacement would fail with InvalidAMIName.Duplicate"
+
+
+def test_image_object_gets_at_most_ten_tags_whatever_tags_the_caller_gives(tmp_path: Path) -> None:
+    many = {f"tag{i}": "x" for i in range(12)}
+
+    def build() -> dict[str, Any]:
+        image = AwsImage("img", AwsImageArgs(source_path=str(tmp_path / "x.raw"), sha256=SHA_A, tags=many))
+        return {"ami": image.ami_id}
+
+    ev = evaluate(build, {}, set())
+    obj = one(ev, "aws:s3/bucketObjectv2:BucketObjectv2")
+    assert len(obj.inputs["tags"]) <= 10, f"{obj.urn}: S3 takes at most 10 tags per object"
+    assert obj.inputs["tags"]["ImageSha256"] == SHA_A
+    assert one(ev, "aws:s3/bucket:Bucket").inputs["tags"].items() >= many.items(), "the bucket keeps them"
+
+
 # --- Azure ------------------------------------------------------------------------------------
 
 def test_storage_account_and_container_are_private(ev: Evaluation) -> None:
@@ -174,7 +203,7 @@ def test_vhd_goes_up_as_a_page_blob_with_a_narrow_secret_sas(ev: Evaluation, tmp
     env = upload.inputs["environment"]
     assert env["CCVPN_BLOB_URL"] == ev.outputs["blob_url"]
     assert env["CCVPN_BLOB_SAS"] == LAB_SAS and "environment" in upload.secret_inputs
-    assert upload.inputs["triggers"] == [SHA_A]
+    assert upload.inputs["triggers"][0] == SHA_A
     sas_token = "azure-native:storage:listStorageAccountServiceSAS"
     ((_, sas_args),) = [c for c in ev.cloud.calls if c[0] == sas_token]
     account = one(ev, "azure-native:storage:StorageAccount").inputs["accountName"]
@@ -183,6 +212,16 @@ def test_vhd_goes_up_as_a_page_blob_with_a_narrow_secret_sas(ev: Evaluation, tmp
     assert (sas_args["resource"], sas_args["permissions"], sas_args["protocols"]) == ("b", "cw", "https")
     assert ev.outputs["blob_url"] == (
         f"https://{account}.blob.core.windows.net/{container}/openbsd-{SHA_A}.vhd")
+
+
+def test_upload_runs_again_when_its_container_or_storage_account_is_made_anew(ev: Evaluation) -> None:
+    """A new container (or account) is empty: the upload's triggers hold what is new about it."""
+    upload = one(ev, "command:local:Command")
+    container = one(ev, "azure-native:storage:BlobContainer")
+    account = one(ev, "azure-native:storage:StorageAccount")
+    assert set(upload.property_dependencies["triggers"]) >= {container.urn, account.urn}, upload.urn
+    assert container.id in upload.inputs["triggers"] and account.id in upload.inputs["triggers"]
+    assert SHA_A in upload.inputs["triggers"], "a new image file uploads again too"
 
 
 def test_image_is_linux_generalized_from_the_blob_url(ev: Evaluation) -> None:
