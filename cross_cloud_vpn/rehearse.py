@@ -9,6 +9,9 @@
 4. The lab engine (:mod:`cross_cloud_vpn.lab`) boots user-mode Linux and runs two real iked
    daemons behind 1:1 NAT with those files, then the faults; a config change (a third
    workload CIDR) is re-evaluated by the program and applied the same way.
+5. Configures that leave iked.conf alone (the same files again, then a new admin CIDR, which
+   changes only pf.conf) run the program's own bootstrap scripts unchanged on both gateways
+   while pings flow: ``hitless_lost`` counts the pings lost (goal 0).
 
 Prints progress, the figures, and one summary line; ``--json FILE`` writes the figures.
 """
@@ -78,6 +81,24 @@ def with_extra_cidr(values: Mapping[str, str], site: str) -> dict[str, str]:
     return changed
 
 
+#: The admin network the hitless phase adds: it changes pf.conf only, never iked.conf.
+EXTRA_ADMIN_CIDR = "198.18.0.0/15"
+
+
+def with_extra_admin_cidr(values: Mapping[str, str]) -> dict[str, str]:
+    """A configure that touches only pf.conf: one more network allowed to SSH to the gateways."""
+    changed = dict(values)
+    key = f"{PROJECT}:adminCidrs"
+    changed[key] = json.dumps([*json.loads(changed[key]), EXTRA_ADMIN_CIDR])
+    return changed
+
+
+def configure_scripts(ev: Evaluation) -> tuple[str, str]:
+    """Each gateway's bootstrap script, as its configure command would feed it."""
+    aws, azure = (ev.named(f"-tunnel-{site}-configure").inputs["stdin"] for site in SITES)
+    return aws, azure
+
+
 def gateway_plans(ev: Evaluation, values: Mapping[str, str], private_keys: Mapping[str, str]
                   ) -> tuple[GatewayPlan, GatewayPlan]:
     """Each gateway as the evaluated program would configure it."""
@@ -113,10 +134,13 @@ def build_plan(stack_file: Path, stack: str, pings: int, progress: Any) -> LabPl
     changed_values = with_extra_cidr(values, "aws")
     ev2 = evaluate(build, changed_values, secrets, stack=stack, public_keys=public)
     progress(f"program re-evaluated with a new AWS workload CIDR: {ev2.outputs['aws_cidrs'][-1]}")
+    ev3 = evaluate(build, with_extra_admin_cidr(values), secrets, stack=stack, public_keys=public)
+    progress(f"program re-evaluated with a new admin CIDR: {EXTRA_ADMIN_CIDR}")
     mode = json.loads(values.get(f"{PROJECT}:tunnel", "{}")).get("authMode", "pubkey")
     plan = LabPlan(auth_mode=mode, gateways=gateway_plans(ev, values, private),
                    changed=gateway_plans(ev2, changed_values, private), pings=pings,
-                   check_script=ev.named("-tunnel-aws-check").inputs["stdin"])
+                   check_script=ev.named("-tunnel-aws-check").inputs["stdin"],
+                   reconfigure=(configure_scripts(ev), configure_scripts(ev3)))
     problems = plan.problems()
     if problems:
         raise ValueError("the evaluated program gave an unusable plan: " + "; ".join(problems))
@@ -134,6 +158,7 @@ def summary_line(result: Mapping[str, Any]) -> str:
     return (f"rehearsal: {status} tunnel_s={result.get('tunnel_s')} "
             f"pings={fraction('a_to_b')},{fraction('b_to_a')} cleartext={result.get('cleartext')} "
             f"restart_s={result.get('restart_s')} wrong_key_delivered={result.get('wrong_key_delivered')} "
+            f"hitless_lost={result.get('hitless_lost')} "
             f"change_ok={result.get('change_ok')} wall_s={result.get('wall_s')}")
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .keys import make_keypair
+from .keys import make_keypair, public_pem_of
 from .plan import IKED_CONF, PUBKEY_DIR, GatewayPlan, LabPlan, PushedFile
 
 PROGRESS_MARK = "@@LAB@@ "
@@ -206,12 +206,17 @@ class Side:
         return RUN / self.gw
 
     @property
+    def etc(self) -> Path:
+        """The gateway's /etc: the bootstrap phase binds it over /etc, as the program's files land."""
+        return self.dir / "etc"
+
+    @property
     def tree(self) -> Path:
-        return self.dir / "etc-iked"
+        return self.etc / "iked"
 
     @property
     def conf(self) -> Path:
-        return self.dir / "iked.conf"
+        return self.etc / "iked.conf"
 
     @property
     def sock(self) -> Path:
@@ -377,7 +382,7 @@ def write_file(path: Path, content: str, mode: int) -> None:
 def install_iked_files(
     side: Side, private_pem: str, public_pem: str, override: dict[str, PushedFile] | None = None
 ) -> None:
-    """(Re)write the gateway's /etc/iked tree and its iked.conf from the plan."""
+    """(Re)write the gateway's /etc (its /etc/iked tree, iked.conf and the rest) from the plan."""
     tree = side.tree
     if tree.exists():
         subprocess.run(["rm", "-rf", str(tree)], check=True)
@@ -398,8 +403,9 @@ def install_iked_files(
     files = dict(side.plan.files)
     files.update(override or {})
     for path, f in files.items():
-        if path.startswith("/etc/iked/"):
-            write_file(tree / path[len("/etc/iked/") :], f.content, f.mode)
+        if path.startswith("/etc/") and path != IKED_CONF:
+            # the gateway's /etc as the program leaves it (pf.conf, sysctl.conf, ... included)
+            write_file(side.etc / path[len("/etc/") :], f.content, f.mode)
     conf = files[IKED_CONF]
     write_file(side.conf, conf.content, conf.mode)
 
@@ -478,6 +484,64 @@ def child_sas(ns: str) -> int:
 def flush_xfrm(ns: str) -> None:
     run(["ip", "xfrm", "state", "flush"], ns=ns, check=False)
     run(["ip", "xfrm", "policy", "flush"], ns=ns, check=False)
+
+
+# --------------------------------------------------------------------------- OpenBSD stand-ins
+
+#: What the program's bootstrap calls on OpenBSD, mapped to the lab: each call is logged to
+#: $CCVPN_CALLS and the rehearsal does what it asked after the script returns (start/restart
+#: the gateway's own iked, re-apply the iptables guard that stands in for pf).
+OPENBSD_SHIMS = {
+    "rcctl": """#!/bin/sh
+echo "rcctl $*" >> "$CCVPN_CALLS"
+case "$1 $2" in
+  # rcctl(8) check exits 0 when the daemon runs; the lab's iked runs when UDP 500 is bound.
+  "check iked") [ -n "$(ss -Huln sport = :500)" ] ;;
+esac
+""",
+    "pfctl": """#!/bin/sh
+echo "pfctl $*" >> "$CCVPN_CALLS"
+""",
+    "sysctl": "#!/bin/sh\necho \"sysctl $*\" >> \"$CCVPN_CALLS\"\n",
+    "ifconfig": "#!/bin/sh\necho \"ifconfig $*\" >> \"$CCVPN_CALLS\"\n",
+}
+#: A clock that runs 20 s per `date +%s` reading, and a `sleep` of 1 s (see Rehearsal.run_check).
+CLOCK_SHIMS = {
+    "date": """#!/bin/sh
+n=$(cat "$CCVPN_CLOCK")
+echo $((n + 1)) > "$CCVPN_CLOCK"
+if [ "$1" = "+%s" ]; then echo $(( $(/bin/date +%s) + 20 * n )); else exec /bin/date "$@"; fi
+""",
+    "sleep": "#!/bin/sh\nexec /bin/sleep 1\n",
+}
+
+
+def write_shims(folder: Path, shims: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in shims.items():
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def run_bootstrap(side: Side, script: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The program's bootstrap, unchanged, as root on the gateway (`doas -n /bin/sh -s` reads it
+    from stdin), with the gateway's own /etc bound over /etc: the files land where its iked reads
+    them. Returns the run and the OpenBSD commands it called."""
+    etc = side.etc
+    group = Path("/etc/group").read_text()
+    (etc / "group").write_text(group if "\nwheel:" in f"\n{group}" else group + "wheel:x:0:root\n")
+    (etc / "passwd").write_text(Path("/etc/passwd").read_text())
+    calls = side.dir / "openbsd-calls.log"
+    calls.write_text("")
+    shims = write_shims(RUN / "openbsd-shims", OPENBSD_SHIMS)
+    env = {"PATH": f"{shims}:/usr/sbin:/usr/bin:/sbin:/bin", "CCVPN_CALLS": str(calls)}
+    wrapper = f"mount --bind {etc} /etc && exec /bin/sh -s"
+    p = subprocess.run(["ip", "netns", "exec", side.gw, "unshare", "-m", "--propagation", "private",
+                        "/bin/sh", "-c", wrapper], input=script, capture_output=True, text=True,
+                       timeout=120, env=env)
+    log(f"bootstrap {side.gw} -> {p.returncode}\n{p.stdout}{p.stderr}")
+    return p, calls.read_text().splitlines()
 
 
 # --------------------------------------------------------------------------- pings
@@ -676,13 +740,7 @@ class Rehearsal:
             guard_rules(s)
         inet_counters()
         for s in self.sides:
-            pub = subprocess.run(
-                ["openssl", "rsa", "-pubout"],
-                input=s.plan.private_key_pem,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            pub = public_pem_of(s.plan.private_key_pem)
             self.keys[s.plan.name] = (s.plan.private_key_pem, pub)
             install_iked_files(s, *self.keys[s.plan.name])
         progress("waiting for the warm-up iked")
@@ -767,28 +825,100 @@ class Rehearsal:
             self.fail(f"unreachable pairs: {bad}")
         self.result["child_sas"] = {s.plan.name: child_sas(s.gw) for s in self.sides}
 
-    def check_script(self) -> None:
-        """Run the program's own tunnel check on each gateway, as `doas /bin/sh -s` would.
+    def run_check(self, side: Side, fast_clock: bool = False) -> subprocess.CompletedProcess[str]:
+        """The program's tunnel check, unchanged, on one gateway as `doas -n /bin/sh -s` runs it.
 
-        ikectl talks to /var/run/iked.sock; each lab iked has its own socket, bound there in
-        a private mount namespace for the duration of the check.
+        ikectl talks to /var/run/iked.sock; each lab iked has its own socket, bound there in a
+        private mount namespace. ``fast_clock`` puts `date`/`sleep` stand-ins first on PATH whose
+        clock runs 20 s per reading, so a check that must time out does so in seconds; what it
+        decides from is still the real ikectl output.
         """
-        script = self.plan.check_script
-        if script is None:
+        script = self.plan.check_script or ""
+        # /var/run is /run here; /run is the guest's own tmpfs.
+        wrapper = f"touch /run/iked.sock && mount --bind {side.sock} /run/iked.sock && exec /bin/sh -s"
+        env = dict(os.environ)
+        if fast_clock:
+            clock = write_shims(RUN / "clock", CLOCK_SHIMS)
+            ticks = RUN / f"clock-{side.gw}"
+            ticks.write_text("0")
+            env.update(PATH=f"{clock}:{env.get('PATH', '/usr/bin:/bin')}", CCVPN_CLOCK=str(ticks))
+        return subprocess.run(["ip", "netns", "exec", side.gw, "unshare", "-m", "--propagation", "private",
+                               "/bin/sh", "-c", wrapper], input=script, capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    def check_script(self) -> None:
+        """Run the program's own tunnel check on each gateway: it must say `tunnel: up`, exit 0."""
+        if self.plan.check_script is None:
             return
         outputs = {}
         for s in self.sides:
-            # /var/run is /run here; /run is the guest's own tmpfs.
-            wrapper = f"touch /run/iked.sock && mount --bind {s.sock} /run/iked.sock && exec /bin/sh -s"
-            p = subprocess.run(["ip", "netns", "exec", s.gw, "unshare", "-m", "--propagation", "private",
-                                "/bin/sh", "-c", wrapper], input=script, capture_output=True, text=True,
-                               timeout=300)
+            p = self.run_check(s)
             outputs[s.plan.name] = p.stdout
             first = (p.stdout.strip().splitlines() or ["no output"])[0]
             progress(f"program's tunnel check on {s.plan.name}: {first!r} (exit {p.returncode})")
-            if first != "tunnel: up":
-                self.fail(f"the program's tunnel check said {first!r} on {s.plan.name}: {p.stderr.strip()}")
+            if first != "tunnel: up" or p.returncode != 0:
+                self.fail(f"the program's tunnel check said {first!r} (exit {p.returncode}) on "
+                          f"{s.plan.name}: {p.stderr.strip()}")
         self.result["tunnel_check"] = outputs
+
+    def check_fails_while_down(self) -> None:
+        """The same check, unchanged, while the tunnel cannot come up: it must fail the update."""
+        if self.plan.check_script is None:
+            return
+        exits = {}
+        for s in self.sides:
+            p = self.run_check(s, fast_clock=True)
+            exits[s.plan.name] = p.returncode
+            first = (p.stdout.strip().splitlines() or ["no output"])[0]
+            progress(f"wrong key: program's tunnel check on {s.plan.name}: {first!r} (exit {p.returncode})")
+            if p.returncode == 0 or first != "tunnel: down":
+                self.fail(f"wrong key: the program's tunnel check passed on {s.plan.name} ({first!r})")
+            self.result.setdefault("wrong_key_check_stderr", {})[s.plan.name] = p.stderr[-2000:]
+        self.result["wrong_key_check_exit"] = exits
+
+    def hitless(self) -> None:
+        """Configures that leave iked.conf alone, applied to both gateways while pings flow."""
+        if not self.plan.reconfigure:
+            return
+        (ns_a, _), (_, ip_b) = self.first_hosts()
+        pinger = subprocess.Popen(["ip", "netns", "exec", ns_a, "ping", "-n", "-q", "-i", "0.1", "-W", "1",
+                                   ip_b], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1)
+        statuses: dict[str, list[str]] = {s.plan.name: [] for s in self.sides}
+        restarts = 0
+        for n, scripts in enumerate(self.plan.reconfigure, start=1):
+            for s, script in zip(self.sides, scripts, strict=True):
+                p, calls = run_bootstrap(s, script)
+                status = next((ln for ln in p.stdout.splitlines() if ln.startswith("cross-cloud-vpn: ")),
+                              f"exit {p.returncode}: {p.stderr.strip()[-300:]}")
+                statuses[s.plan.name].append(status)
+                progress(f"configure round {n} on {s.plan.name}: {status}")
+                if p.returncode != 0:
+                    self.fail(f"configure round {n} on {s.plan.name} failed: {status}")
+                if any(c.startswith("pfctl -f ") for c in calls):
+                    guard_rules(s)
+                if any(c in ("rcctl start iked", "rcctl restart iked") for c in calls):
+                    restarts += 1
+                    stop_iked(s)
+                    start_iked(s, self.logdir)
+                    wait_listening([s])
+        time.sleep(2)
+        pinger.send_signal(signal.SIGINT)
+        out, _ = pinger.communicate(timeout=10)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        sent, got = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        self.result["hitless_pings"] = [sent, got]
+        self.result["hitless_lost"] = sent - got if m else None
+        self.result["hitless_status"] = statuses
+        self.result["hitless_iked_restarts"] = restarts
+        progress(f"configures without an iked.conf change: {sent - got} of {sent} pings lost, "
+                 f"{restarts} iked (re)starts")
+        if not m or sent == 0:
+            self.fail("hitless: no pings measured")
+        elif sent != got:
+            self.fail(f"hitless: {sent - got} of {sent} pings lost while configuring")
+        if restarts:
+            self.fail(f"hitless: the bootstrap (re)started iked {restarts} times with iked.conf unchanged")
 
     def restart(self) -> None:
         each: dict[str, float | None] = {}
@@ -862,6 +992,7 @@ class Rehearsal:
         if not rejected:
             self.fail("wrong key: neither iked logged 'authentication failed'")
         progress(f"wrong key: {delivered} pings delivered, {sas} child SAs, {clear} cleartext packets")
+        self.check_fails_while_down()
         if delivered:
             self.fail(f"wrong key: {delivered} pings delivered")
         if sas:
@@ -940,6 +1071,7 @@ class Rehearsal:
             if self.result.get("tunnel_s") is not None:
                 self.pings()
                 self.check_script()
+                self.hitless()
                 self.restart()
                 self.wrong_key()
                 self.change()

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..openbsd import parse_bootstrap
+
 IKED_CONF = "/etc/iked.conf"
 PF_CONF = "/etc/pf.conf"
 SYSCTL_CONF = "/etc/sysctl.conf"
@@ -125,6 +127,12 @@ class LabPlan:
     pings: int = 10
     check_script: str | None = None
     """The program's tunnel-check script (its check command's stdin), run unchanged on each gateway."""
+    reconfigure: tuple[tuple[str, str], ...] = ()
+    """Rounds of the program's bootstrap scripts (one per gateway, in ``gateways`` order) for
+    configures that leave iked.conf as it is; each runs unchanged on its gateway while pings flow."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reconfigure", tuple((a, b) for a, b in self.reconfigure))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +141,7 @@ class LabPlan:
             "changed": None if self.changed is None else [g.to_dict() for g in self.changed],
             "pings": self.pings,
             "check_script": self.check_script,
+            "reconfigure": [list(pair) for pair in self.reconfigure],
         }
 
     def to_json(self) -> str:
@@ -155,6 +164,7 @@ class LabPlan:
             changed=changed,
             pings=int(data.get("pings", 10)),
             check_script=data.get("check_script"),
+            reconfigure=tuple((str(a), str(b)) for a, b in data.get("reconfigure", [])),
         )
 
     @staticmethod
@@ -169,6 +179,15 @@ class LabPlan:
         if self.pings < 1:
             out.append("pings must be >= 1")
         out += _pair_problems(self.auth_mode, self.gateways, "gateways")
+        for n, scripts in enumerate(self.reconfigure, start=1):
+            for g, script in zip(self.gateways, scripts, strict=True):
+                try:
+                    pushed = parse_bootstrap(script).files.get(IKED_CONF)
+                except ValueError as e:
+                    out.append(f"reconfigure round {n} [{g.name}]: {e}")
+                    continue
+                if pushed is None or pushed[0] != g.iked_conf:
+                    out.append(f"reconfigure round {n} [{g.name}] changes iked.conf; that round must not")
         if self.changed is not None:
             out += _pair_problems(self.auth_mode, self.changed, "changed")
             for before, after in zip(self.gateways, self.changed, strict=True):

@@ -1,9 +1,12 @@
-"""Shell scripts the program runs on a gateway over SSH, as root through ``doas /bin/sh -s``.
+"""Shell scripts the program runs on a gateway over SSH, as root through ``doas -n /bin/sh -s``.
 
 Every script is sent on standard input, never on a command line, so a PSK inside a file
 never shows in a process list or a log. The bootstrap stages each file, checks it with the
 daemon's own parser (``iked -n``, ``pfctl -nf``) and installs nothing unless every check
-passes: a bad file never replaces a working one.
+passes: a bad file never replaces a working one. It then touches only what changed: pf is
+reloaded when pf.conf changed, iked restarted only when iked.conf changed (a restart drops every
+SA without a DELETE), started when it is not running; a new peer key needs nothing, because iked
+reads the peer's key file at each authentication (sbin/iked/ca.c ca_validate_pubkey()).
 
 :func:`parse_bootstrap` reads the files back out of a rendered script; the local rehearsal
 uses it so that what it runs is exactly what the program would push.
@@ -16,8 +19,12 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-#: The remote command every script here is fed to. ``-s`` reads the script from stdin.
-REMOTE_SHELL = "doas /bin/sh -s"
+#: The remote command every script here is fed to. ``-s`` reads the script from stdin; ``-n``
+#: (doas(1): non-interactive) makes doas fail at once instead of waiting for a password no one
+#: types. On an image whose doas.conf lacks ``nopass`` for the admin user, every command then
+#: fails before the script starts, and what Pulumi shows is doas's own message on stderr
+#: ("doas: Authorization required" / "Authentication required"), with nothing on stdout.
+REMOTE_SHELL = "doas -n /bin/sh -s"
 
 _EOF = "CCVPN_END_OF_FILE"
 _FILE_BLOCK = re.compile(
@@ -31,12 +38,17 @@ _SYSCTL_LINE = re.compile(r"^# sysctl (?P<line>\S+=\S+)$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class ConfigFile:
-    """One file the bootstrap installs, and the command that must accept it first."""
+    """One file the bootstrap installs, the command that must accept it first, and what a change
+    of it needs: ``load`` runs on the staged copy before it is installed (``pfctl -f {path}``),
+    ``restarts`` names the rc.d daemon to restart once it is installed. An unchanged file
+    (``cmp``) is left alone and needs neither."""
 
     path: str
     content: str = field(repr=False)
     mode: int
     check: str | None = None  # a command with {path} where the staged copy goes
+    load: str | None = None  # likewise, run only when the file changed
+    restarts: str | None = None  # an rc.d daemon name
 
 
 def _file_block(index: int, f: ConfigFile) -> list[str]:
@@ -53,11 +65,17 @@ def _file_block(index: int, f: ConfigFile) -> list[str]:
 
 
 def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -> str:
-    """Stage, check, then install ``files``; set ``sysctl_lines``; (re)start iked, reload pf."""
+    """Stage and check ``files``; install those that changed; set ``sysctl_lines``; load or
+    restart only what a changed file needs; start a daemon that is not running. Prints one
+    status line saying what it did."""
     if not files:
         raise ValueError("nothing to install")
+    daemons = sorted({f.restarts for f in files if f.restarts})
+    for daemon in daemons:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", daemon):
+            raise ValueError(f"unsafe daemon name {daemon!r}")
     lines = [
-        "# cross-cloud-vpn bootstrap: runs as root (doas /bin/sh -s), read from stdin.",
+        "# cross-cloud-vpn bootstrap: runs as root (doas -n /bin/sh -s), read from stdin.",
         "# Everything sits in main() so the shell has read the whole script before any",
         "# command runs: nothing it starts can swallow the rest of stdin.",
         "main() {",
@@ -65,6 +83,8 @@ def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -
         "umask 077",
         "stage=$(mktemp -d /tmp/ccvpn.XXXXXXXXXX)",
         "trap 'rm -rf \"$stage\"' EXIT",
+        'changed=""',
+        *(f"restart_{daemon}=no" for daemon in daemons),
     ]
     for index, f in enumerate(files, start=1):
         lines += _file_block(index, f)
@@ -72,13 +92,20 @@ def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -
     for index, f in enumerate(files, start=1):
         if f.check:
             lines.append(f.check.format(path=f'"$stage/{index}"'))
-    lines.append("# All checks passed: install.")
+    lines.append("# All checks passed: install what changed, nothing else.")
     parents = sorted({f.path.rsplit("/", 1)[0] for f in files} - {"/etc"})
     lines += [f"mkdir -p {shlex.quote(parent)}" for parent in parents]
     for index, f in enumerate(files, start=1):
-        lines.append(
-            f'install -o root -g wheel -m {f.mode:04o} "$stage/{index}" {shlex.quote(f.path)}'
-        )
+        path = shlex.quote(f.path)
+        lines.append(f'if ! cmp -s "$stage/{index}" {path}; then')
+        if f.load:
+            # Loaded from the staged copy first: the installed file is always what was loaded.
+            lines.append("  " + f.load.format(path=f'"$stage/{index}"'))
+        lines.append(f'  install -o root -g wheel -m {f.mode:04o} "$stage/{index}" {path}')
+        lines.append(f'  changed="$changed {f.path}{" (loaded)" if f.load else ""}"')
+        if f.restarts:
+            lines.append(f"  restart_{f.restarts}=yes")
+        lines.append("fi")
     for line in sysctl_lines:
         if not re.fullmatch(r"[a-z0-9_.]+=[A-Za-z0-9_.-]+", line):
             raise ValueError(f"unsafe sysctl line {line!r}")
@@ -90,10 +117,23 @@ def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -
     lines += [
         "ifconfig enc0 up",
         "pfctl -e 2>/dev/null || true",
-        "pfctl -f /etc/pf.conf",
-        "rcctl enable iked >/dev/null",
-        "rcctl restart iked >/dev/null",
-        'echo "cross-cloud-vpn: configuration installed, iked restarted, pf reloaded"',
+        'did="changed:${changed:- nothing}"',
+    ]
+    for daemon in daemons:
+        # rcctl(8) check: exit 0 when the daemon runs. A restart drops its SAs, so only a changed
+        # config restarts it; a stopped daemon is started whatever changed.
+        lines += [
+            f"rcctl enable {daemon} >/dev/null",
+            f"if ! rcctl check {daemon} >/dev/null 2>&1; then",
+            f"  rcctl start {daemon} >/dev/null; did=\"$did; {daemon} started\"",
+            f'elif [ "$restart_{daemon}" = yes ]; then',
+            f"  rcctl restart {daemon} >/dev/null; did=\"$did; {daemon} restarted\"",
+            "else",
+            f'  did="$did; {daemon} left running"',
+            "fi",
+        ]
+    lines += [
+        'echo "cross-cloud-vpn: $did"',
         "}",
         "main </dev/null",
     ]
@@ -122,21 +162,26 @@ def parse_bootstrap(script: str) -> ParsedBootstrap:
 def render_read_pubkey_script() -> str:
     """Print the gateway's own iked public key, making the pair first if boot did not.
 
-    OpenBSD's ``/etc/rc`` makes this RSA pair at first boot; an image that was cleaned of
-    it and not booted since gets one made the same way here. The private key stays on the
-    host: only ``local.pub`` is printed.
+    OpenBSD's ``/etc/rc`` (``make_keys``) makes an ECDSA P-256 pair at first boot (it prints
+    "openssl: generating iked ECDSA keys"): ``openssl ecparam -genkey -name prime256v1 -out
+    /etc/iked/private/local.key``, then ``openssl ec -in ... -pubout -out /etc/iked/local.pub``.
+    A missing pair is made exactly so here; a missing ``local.pub`` is derived with ``openssl
+    pkey``, which takes any key type (an older image's RSA key too). The private key stays on
+    the host: only ``local.pub`` is printed. openssl's own error goes to stderr if it fails.
     """
     return "\n".join(
         [
             "main() {",
             "set -eu",
-            "if [ ! -s /etc/iked/local.pub ]; then",
-            "  if [ ! -s /etc/iked/private/local.key ]; then",
-            "    (umask 077; openssl genrsa -out /etc/iked/private/local.key 2048 2>/dev/null)",
+            "key=/etc/iked/private/local.key pub=/etc/iked/local.pub",
+            'if [ ! -s "$pub" ]; then',
+            '  if [ ! -s "$key" ]; then',
+            '    (umask 077; openssl ecparam -genkey -name prime256v1 -out "$key")',
+            '    chmod 600 "$key"',
             "  fi",
-            "  openssl rsa -in /etc/iked/private/local.key -pubout -out /etc/iked/local.pub 2>/dev/null",
+            '  openssl pkey -in "$key" -pubout -out "$pub"',
             "fi",
-            "cat /etc/iked/local.pub",
+            'cat "$pub"',
             "}",
             "main </dev/null",
             "",
@@ -144,26 +189,59 @@ def render_read_pubkey_script() -> str:
     )
 
 
-def render_tunnel_check_script(wait_seconds: int = 120) -> str:
-    """Wait up to ``wait_seconds`` for an established IKE SA with child SAs; print ``tunnel: up``
-    or ``tunnel: down`` and then what ``ikectl show sa`` said (checked against real ikectl output in
-    the rehearsal)."""
+#: The iked lines of the system log shown when the tunnel is not up: on OpenBSD iked logs
+#: through syslog(3) as a daemon, which /etc/syslog.conf writes to /var/log/daemon.
+IKED_LOG = "/var/log/daemon"
+_LOG_LINES = 20
+
+
+def render_tunnel_check_script(wait_seconds: int = 120, require_up: bool = True) -> str:
+    """Wait up to ``wait_seconds`` for the tunnel; the first line printed is ``tunnel: up`` or
+    ``tunnel: down``, then what ``ikectl show sa`` said.
+
+    Up means an ESTABLISHED IKE SA with at least one child SA loaded into the kernel: ikectl
+    prints each child SA as ``  sa_childsas: ... (FLAGS) ...`` under its ``iked_sas: ...`` line,
+    and FLAGS holds ``L`` once the SA is loaded (checked against real ikectl output in the
+    rehearsal). When the tunnel is not up by then and ``require_up`` holds, the script exits 1
+    with the ikectl output and iked's last log lines on stderr, so the update fails showing what
+    the gateway sees; with ``require_up`` false it prints ``tunnel: down`` and exits 0.
+    """
     if wait_seconds < 0:
         raise ValueError("wait_seconds must not be negative")
+    down = (
+        [
+            '{ echo "cross-cloud-vpn: the tunnel is not up after '
+            + str(wait_seconds)
+            + 's; ikectl show sa says:"',
+            '  echo "$sas"',
+            f'  echo "last iked lines of {IKED_LOG}:"',
+            f"  log=$(grep ' iked\\[' {IKED_LOG} 2>/dev/null | tail -n {_LOG_LINES})",
+            '  echo "${log:-(none)}"',
+            "} >&2",
+            "return 1",
+        ]
+        if require_up
+        else ["return 0"]
+    )
     return "\n".join(
         [
+            "up() {",
+            "  # An ESTABLISHED IKE SA, and under it a child SA whose flags include L (loaded).",
+            "  printf '%s\\n' \"$1\" | awk '",
+            "    /^[ \\t]*iked_sas:/ { est = / ESTABLISHED / }",
+            "    /^[ \\t]*sa_childsas:/ && est && /\\([A-Z]*L[A-Z]*\\)/ { ok = 1 }",
+            "    END { exit !ok }'",
+            "}",
             "main() {",
             f"deadline=$(( $(date +%s) + {wait_seconds} ))",
             "while :; do",
-            "  sas=$(ikectl show sa 2>/dev/null || true)",
-            "  # Up means an established IKE SA that carries child SAs, not a half-made one.",
-            '  case "$sas" in',
-            '    *ESTABLISHED*sa_childsas*) echo "tunnel: up"; echo "$sas"; return 0 ;;',
-            "  esac",
+            "  sas=$(ikectl show sa 2>&1 || true)",
+            '  if up "$sas"; then echo "tunnel: up"; echo "$sas"; return 0; fi',
             '  [ "$(date +%s)" -ge "$deadline" ] && break',
             "  sleep 2",
             "done",
-            'echo "tunnel: down"; ikectl show sa 2>&1 || true',
+            'echo "tunnel: down"; echo "$sas"',
+            *down,
             "}",
             "main </dev/null",
             "",

@@ -98,10 +98,14 @@ def render_gateway(spec: GatewaySpec) -> RenderedGateway:
             admin_cidrs=spec.admin_cidrs,
         )
     )
-    files = [ConfigFile(IKED_CONF_PATH, iked_conf, IKED_CONF_MODE, check="iked -n -f {path}")]
+    files = [
+        ConfigFile(IKED_CONF_PATH, iked_conf, IKED_CONF_MODE, check="iked -n -f {path}", restarts="iked")
+    ]
     if isinstance(spec.auth, PubkeyAuth):
         if spec.peer_public_key is None:
             raise ValueError(f"pubkey mode needs the {spec.peer_site} gateway's public key")
+        # No restart for a new peer key: iked reads this file at each authentication
+        # (sbin/iked/ca.c ca_validate_pubkey() opens it by the peer's ID every time).
         files.append(
             ConfigFile(
                 peer_pubkey_path(spec.peer_public_ip),
@@ -109,7 +113,9 @@ def render_gateway(spec: GatewaySpec) -> RenderedGateway:
                 0o644,
             )
         )
-    files.append(ConfigFile(PF_CONF_PATH, pf_conf, PF_CONF_MODE, check="pfctl -nf {path}"))
+    files.append(
+        ConfigFile(PF_CONF_PATH, pf_conf, PF_CONF_MODE, check="pfctl -nf {path}", load="pfctl -f {path}")
+    )
     files.append(ConfigFile(HOSTNAME_ENC0_PATH, render_hostname_enc0(), 0o640))
     sysctl_lines = render_sysctl_lines()
     return RenderedGateway(

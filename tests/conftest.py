@@ -36,13 +36,16 @@ def dev_config(ssh_keypair: tuple[str, str]) -> tuple[dict[str, str], set[str]]:
 
 @pytest.fixture(scope="session")
 def iked_public_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Each gateway's /etc/iked/local.pub, made as OpenBSD's rc makes it at first boot."""
+    """Each gateway's /etc/iked/local.pub, made as OpenBSD's rc (make_keys) makes it at first
+    boot: an ECDSA P-256 key (`openssl ecparam -genkey -name prime256v1`), its public half
+    written by `openssl ec -pubout`."""
     keys = {}
     folder = tmp_path_factory.mktemp("iked-keys")
     for site in ("aws", "azure"):
         private, public = folder / f"{site}.key", folder / f"{site}.pub"
-        subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(private), "-pubout", "-out", str(public)],
+        subprocess.run(["openssl", "ecparam", "-genkey", "-name", "prime256v1", "-out", str(private)],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "ec", "-in", str(private), "-pubout", "-out", str(public)],
                        check=True, capture_output=True)
         keys[site] = public.read_text()
     return keys

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def gateway(
     my_key: tuple[str, str],
     other_pub: str,
 ) -> GatewayPlan:
-    auth = "rsa" if auth_mode == "pubkey" else f'psk "{PSK}"'
+    # rfc7427: the keys are ECDSA P-256 as OpenBSD's rc makes them; plain `rsa` signs only RSA.
+    auth = "rfc7427" if auth_mode == "pubkey" else f'psk "{PSK}"'
     files = {
         "/etc/iked.conf": PushedFile(
             render_iked_conf(f"{name}-tunnel", me, other, cidrs, other_cidrs, auth), 0o600
@@ -129,10 +131,15 @@ def test_plan_json_round_trip() -> None:
     assert plan.gateways[0].ip_forwarding()
 
 
-def test_keypair_like_openbsd_rc() -> None:
+def test_keypair_is_ecdsa_p256_made_like_openbsd_rc() -> None:
     private, public = make_keypair()
-    assert "PRIVATE KEY" in private and public.startswith("-----BEGIN PUBLIC KEY-----")
+    # rc's `openssl ecparam -genkey` writes the curve's parameters, then the EC private key.
+    assert private.startswith("-----BEGIN EC PARAMETERS-----") and "BEGIN EC PRIVATE KEY" in private
+    assert public.startswith("-----BEGIN PUBLIC KEY-----")
     assert public_pem_of(private) == public
+    text = subprocess.run(["openssl", "pkey", "-pubin", "-noout", "-text"], input=public,
+                          capture_output=True, text=True, check=True).stdout
+    assert "prime256v1" in text or "P-256" in text, text
 
 
 def test_plan_problems_are_reported() -> None:

@@ -1,7 +1,7 @@
-"""The bootstrap script, run for real: sh reads it from stdin, the real iked -n checks the
-staged iked.conf, and nothing is installed unless every check passes.
+"""The gateway scripts, run for real: sh reads them from stdin, the real iked -n checks the
+staged iked.conf, the real openssl makes keys, and nothing is installed unless every check passes.
 
-It runs as root in a private mount namespace with a scratch directory bound over /etc, and
+They run as root in a private mount namespace with a scratch directory bound over /etc, and
 stand-ins for the OpenBSD-only commands (pfctl, rcctl, sysctl, ifconfig) that log their calls.
 """
 
@@ -23,6 +23,7 @@ from cross_cloud_vpn.openbsd import (
     parse_bootstrap,
     render_bootstrap,
     render_gateway,
+    render_read_pubkey_script,
     render_tunnel_check_script,
 )
 from tests.conftest import PSK
@@ -50,7 +51,12 @@ def test_parse_reads_back_exactly_the_rendered_files() -> None:
 def test_psk_travels_only_inside_the_script_never_in_the_remote_command() -> None:
     rendered = render_gateway(spec(PskAuth(PSK)))
     assert PSK in rendered.bootstrap
-    assert PSK not in REMOTE_SHELL and REMOTE_SHELL == "doas /bin/sh -s"
+    assert PSK not in REMOTE_SHELL
+
+
+def test_remote_shell_is_doas_non_interactive_so_a_password_prompt_fails_at_once() -> None:
+    """doas(1) -n: "fail if doas would prompt for a password" instead of hanging the update."""
+    assert REMOTE_SHELL.split() == ["doas", "-n", "/bin/sh", "-s"]
 
 
 def test_renderer_refuses_content_that_would_end_the_here_document() -> None:
@@ -75,12 +81,15 @@ STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$CCVPN_CALLS"
 case "$(basename "$0") $*" in
   "pfctl -nf"*) [ -z "$CCVPN_PF_FAIL" ] || { echo "pfctl: syntax error" >&2; exit 1; } ;;
+  "rcctl check iked") [ -e "$CCVPN_IKED_RUNNING" ] || exit 1 ;;
+  "rcctl start iked"|"rcctl restart iked") : > "$CCVPN_IKED_RUNNING" ;;
 esac
 exit 0
 """
 
 
-def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False) -> tuple[int, str, Path, str]:
+def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False, iked_running: bool = False
+                  ) -> tuple[int, str, Path, str]:
     etc = tmp_path / "etc"
     (etc / "iked" / "pubkeys" / "ipv4").mkdir(parents=True, exist_ok=True)
     # The host's users (iked drops privileges to _iked) plus OpenBSD's wheel group.
@@ -96,10 +105,16 @@ def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False) -> tuple[i
         stub.chmod(0o755)
     calls = tmp_path / "calls.log"
     calls.write_text("")
+    running = tmp_path / "iked.running"
+    if iked_running:
+        running.touch()
+    else:
+        running.unlink(missing_ok=True)
     env = {
         "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
         "CCVPN_CALLS": str(calls),
         "CCVPN_PF_FAIL": "1" if pf_fail else "",
+        "CCVPN_IKED_RUNNING": str(running),
     }
     # Bind the scratch tree over /etc in a private mount namespace, then run `sh -s` with
     # the script on stdin, exactly as `doas /bin/sh -s` receives it over SSH.
@@ -112,7 +127,7 @@ def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False) -> tuple[i
 
 
 @needs_root
-def test_bootstrap_installs_checked_files_and_restarts_iked(tmp_path: Path) -> None:
+def test_first_bootstrap_installs_checked_files_loads_pf_and_starts_iked(tmp_path: Path) -> None:
     rendered = render_gateway(spec(PubkeyAuth()))
     code, output, etc, calls = run_bootstrap(rendered.bootstrap, tmp_path)
     assert code == 0, output
@@ -121,8 +136,81 @@ def test_bootstrap_installs_checked_files_and_restarts_iked(tmp_path: Path) -> N
     assert (etc / "iked/pubkeys/ipv4/203.0.113.20").read_text() == PEM
     assert (etc / "pf.conf").read_text() == rendered.pf_conf
     assert "net.inet.ip.forwarding=1" in (etc / "sysctl.conf").read_text().splitlines()
-    assert calls.index("pfctl -nf") < calls.index("pfctl -f /etc/pf.conf")
-    assert "rcctl restart iked" in calls and "rcctl enable iked" in calls
+    assert calls.index("pfctl -nf") < calls.index("pfctl -f")
+    assert "rcctl enable iked" in calls and "rcctl start iked" in calls and "rcctl restart" not in calls
+    assert status(output) == (
+        "cross-cloud-vpn: changed: /etc/iked.conf /etc/iked/pubkeys/ipv4/203.0.113.20 "
+        "/etc/pf.conf (loaded) /etc/hostname.enc0; iked started"
+    )
+
+
+def status(output: str) -> str:
+    """The one status line the bootstrap prints."""
+    lines = [ln for ln in output.splitlines() if ln.startswith("cross-cloud-vpn: ")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def _mtimes(etc: Path) -> dict[str, int]:
+    """The files the bootstrap installs (passwd and group are the harness's own)."""
+    return {str(p): p.stat().st_mtime_ns for p in etc.rglob("*")
+            if p.is_file() and p.name not in ("passwd", "group")}
+
+
+@needs_root
+def test_second_run_with_identical_files_changes_nothing_and_restarts_nothing(tmp_path: Path) -> None:
+    rendered = render_gateway(spec(PubkeyAuth()))
+    assert run_bootstrap(rendered.bootstrap, tmp_path)[0] == 0
+    before = _mtimes(tmp_path / "etc")
+    code, output, etc, calls = run_bootstrap(rendered.bootstrap, tmp_path, iked_running=True)
+    assert code == 0, output
+    assert _mtimes(etc) == before, "an identical file was rewritten"
+    assert "pfctl -f" not in calls and "rcctl restart" not in calls and "rcctl start" not in calls, calls
+    assert status(output) == "cross-cloud-vpn: changed: nothing; iked left running"
+
+
+@needs_root
+def test_admin_cidr_change_reloads_pf_only_and_leaves_iked_running(tmp_path: Path) -> None:
+    assert run_bootstrap(render_gateway(spec(PubkeyAuth())).bootstrap, tmp_path)[0] == 0
+    wider = render_gateway(spec(PubkeyAuth(), admin_cidrs=["192.0.2.0/24", "198.18.0.0/15"]))
+    code, output, etc, calls = run_bootstrap(wider.bootstrap, tmp_path, iked_running=True)
+    assert code == 0, output
+    assert (etc / "pf.conf").read_text() == wider.pf_conf
+    assert "pfctl -f" in calls and "rcctl restart" not in calls, calls
+    assert status(output) == "cross-cloud-vpn: changed: /etc/pf.conf (loaded); iked left running"
+
+
+@needs_root
+def test_new_peer_key_alone_restarts_nothing_because_iked_reads_it_at_each_authentication(
+    tmp_path: Path,
+) -> None:
+    assert run_bootstrap(render_gateway(spec(PubkeyAuth())).bootstrap, tmp_path)[0] == 0
+    other = PEM.replace("MFkw", "MFkx")
+    code, output, etc, calls = run_bootstrap(
+        render_gateway(spec(PubkeyAuth(), peer_public_key=other)).bootstrap, tmp_path, iked_running=True)
+    assert code == 0, output
+    assert (etc / "iked/pubkeys/ipv4/203.0.113.20").read_text() == other
+    assert "rcctl restart" not in calls and "pfctl -f" not in calls, calls
+
+
+@needs_root
+def test_iked_conf_change_restarts_iked(tmp_path: Path) -> None:
+    assert run_bootstrap(render_gateway(spec(PubkeyAuth())).bootstrap, tmp_path)[0] == 0
+    more = render_gateway(spec(PubkeyAuth(), local_cidrs=["10.10.1.0/24", "10.10.2.0/24"]))
+    code, output, _, calls = run_bootstrap(more.bootstrap, tmp_path, iked_running=True)
+    assert code == 0, output
+    assert "rcctl restart iked" in calls and "rcctl start" not in calls, calls
+    assert status(output).endswith("; iked restarted")
+
+
+@needs_root
+def test_stopped_iked_is_started_even_when_nothing_changed(tmp_path: Path) -> None:
+    rendered = render_gateway(spec(PubkeyAuth()))
+    assert run_bootstrap(rendered.bootstrap, tmp_path)[0] == 0
+    code, output, _, calls = run_bootstrap(rendered.bootstrap, tmp_path, iked_running=False)
+    assert code == 0, output
+    assert "rcctl start iked" in calls and "rcctl restart" not in calls, calls
+    assert status(output) == "cross-cloud-vpn: changed: nothing; iked started"
 
 
 @needs_root
@@ -156,22 +244,132 @@ def test_pf_config_that_fails_its_check_replaces_nothing(tmp_path: Path) -> None
     assert "rcctl" not in calls
 
 
+# Real `ikectl show sa` output of the lab's iked 7.2 (rehearsal `tunnel_check`), cut to the lines
+# the check reads: each child SA's flags are in parentheses, L once it is loaded in the kernel.
+IKE_SA = ("iked_sas: 0x552ab8a740 rspi 0x6612e7d6c6c26ba4 ispi 0x6af8f5dba2b43cbf "
+          "10.10.0.10:4500->203.0.113.20:4500<IPV4/203.0.113.20>[] {state} i natt udpecap nexti (nil) "
+          "pol 0x552ab8b830\n")
+CHILD_OUT = ("  sa_childsas: 0x552abd4b00 ESP 0x9866eab6 out 10.10.0.10:4500 -> 203.0.113.20:4500 ({flags}) "
+             "B=(nil) P=0x552abd4bb0 @0x552ab8a740\n")
+CHILD_IN = ("  sa_childsas: 0x552abd4bb0 ESP 0x6adffc4d in 203.0.113.20:4500 -> 10.10.0.10:4500 ({flags}) "
+            "B=(nil) P=0x552abd4b00 @0x552ab8a740\n")
+FLOW = "  sa_flows: 0x552abd48c0 ESP out 10.20.1.0/24 -> 10.10.1.0/24 [0]@-1 (L) @0x552ab8a740\n"
+UP = IKE_SA.format(state="ESTABLISHED") + CHILD_OUT.format(flags="L") + CHILD_IN.format(flags="LA") + FLOW
+NOT_LOADED = (IKE_SA.format(state="ESTABLISHED") + CHILD_OUT.format(flags="") + CHILD_IN.format(flags="A")
+              + FLOW)
+CLOSING = IKE_SA.format(state="CLOSING") + CHILD_OUT.format(flags="L")
+
+
+def run_check(tmp_path: Path, ikectl_says: str, require_up: bool = True, daemon_log: str | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    """The check script, with sh, against an `ikectl` that prints what it is given."""
+    (tmp_path / "says").write_text(ikectl_says)
+    stub = tmp_path / "ikectl"
+    stub.write_text(f"#!/bin/sh\ncat {tmp_path / 'says'}\n")
+    stub.chmod(0o755)
+    script = render_tunnel_check_script(wait_seconds=0, require_up=require_up)
+    cmd = ["/bin/sh", "-s"]
+    if daemon_log is not None:
+        # /var/log/daemon, where OpenBSD's syslogd puts iked's lines, in a private mount namespace.
+        (tmp_path / "log").mkdir(exist_ok=True)
+        (tmp_path / "log" / "daemon").write_text(daemon_log)
+        cmd = ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+               f"mount --bind {tmp_path / 'log'} /var/log && exec /bin/sh -s"]
+    return subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+
+
 @pytest.mark.parametrize(
     ("ikectl_says", "expected"),
     [
-        ("iked_sas: 0x1 ESTABLISHED i natt\n  sa_childsas: 0x2 ESP 0x79 out\n", "tunnel: up"),
-        ("iked_sas: 0x1 ESTABLISHED i natt\n", "tunnel: down"),  # no child SA: half made
-        ("iked_sas: 0x1 SA_INIT i\n", "tunnel: down"),
-        ("", "tunnel: down"),
+        (UP, "tunnel: up"),
+        (NOT_LOADED, "tunnel: down"),  # negotiated, but no child SA in the kernel
+        (IKE_SA.format(state="ESTABLISHED"), "tunnel: down"),  # no child SA at all
+        (CLOSING, "tunnel: down"),
+        ("ikectl: connect: /var/run/iked.sock: No such file or directory\n", "tunnel: down"),
     ],
-    ids=["established", "no_child_sa", "sa_init", "nothing"],
+    ids=["established_loaded", "children_not_loaded", "no_child_sa", "closing", "iked_not_running"],
 )
-def test_tunnel_check_script_reads_ikectl_output(tmp_path: Path, ikectl_says: str, expected: str) -> None:
-    """The real-ikectl case is covered in the rehearsal; here the script's decision, with sh."""
-    stub = tmp_path / "ikectl"
-    stub.write_text(f"#!/bin/sh\nprintf '%s' '{ikectl_says}'\n")
-    stub.chmod(0o755)
-    script = render_tunnel_check_script(wait_seconds=0)
-    result = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True, timeout=30,
-                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+def test_tunnel_check_is_up_only_with_an_established_sa_and_a_loaded_child_sa(
+    tmp_path: Path, ikectl_says: str, expected: str
+) -> None:
+    result = run_check(tmp_path, ikectl_says)
     assert result.stdout.splitlines()[0] == expected, result.stdout
+    assert (result.returncode == 0) == (expected == "tunnel: up"), result
+
+
+def test_tunnel_check_that_may_not_fail_prints_down_and_exits_zero(tmp_path: Path) -> None:
+    result = run_check(tmp_path, NOT_LOADED, require_up=False)
+    assert result.returncode == 0 and result.stdout.splitlines()[0] == "tunnel: down"
+
+
+@needs_root
+def test_tunnel_check_that_fails_shows_ikectl_output_and_ikeds_last_log_lines(tmp_path: Path) -> None:
+    log = "".join(f"Nov 25 17:00:{i:02d} gw iked[4242]: line {i}\n" for i in range(30))
+    log += "Nov 25 17:01:00 gw ntpd[99]: not iked\n"
+    result = run_check(tmp_path, CLOSING, daemon_log=log)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == "tunnel: down"
+    assert "CLOSING" in result.stderr and "not up after 0s" in result.stderr
+    shown = [ln for ln in result.stderr.splitlines() if "iked[4242]" in ln]
+    assert shown == log.splitlines()[10:30], "the last 20 iked lines, oldest first"
+    assert "ntpd" not in result.stderr
+
+
+# --- the gateway's own iked key --------------------------------------------------------------
+
+
+def run_read_pubkey(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """render_read_pubkey_script with sh, the scratch /etc bound over /etc."""
+    etc = tmp_path / "etc"
+    (etc / "iked" / "private").mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+         f"mount --bind {etc} /etc && exec /bin/sh -s"],
+        input=render_read_pubkey_script(), capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def _openssl(*args: str, stdin: str | None = None) -> str:
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+@needs_root
+def test_read_pubkey_makes_a_p256_pair_as_openbsd_rc_does_when_there_is_none(tmp_path: Path) -> None:
+    result = run_read_pubkey(tmp_path)
+    assert result.returncode == 0, result.stderr
+    key = tmp_path / "etc/iked/private/local.key"
+    assert oct(key.stat().st_mode & 0o777) == oct(0o600)
+    # rc's `openssl ecparam -genkey -name prime256v1 -out ...`: parameters, then the EC key.
+    assert key.read_text().startswith("-----BEGIN EC PARAMETERS-----")
+    assert "prime256v1" in _openssl("pkey", "-in", str(key), "-noout", "-text")
+    assert result.stdout == (tmp_path / "etc/iked/local.pub").read_text()
+    assert result.stdout == _openssl("pkey", "-in", str(key), "-pubout")
+
+
+@needs_root
+@pytest.mark.parametrize("kind", ["ec", "rsa"])
+def test_read_pubkey_derives_a_missing_local_pub_from_any_key_type(tmp_path: Path, kind: str) -> None:
+    key = tmp_path / "etc/iked/private/local.key"
+    key.parent.mkdir(parents=True)
+    if kind == "ec":
+        _openssl("ecparam", "-genkey", "-name", "prime256v1", "-out", str(key))
+    else:  # an image from before rc made ECDSA keys
+        _openssl("genrsa", "-out", str(key), "2048")
+    before = key.read_bytes()
+    result = run_read_pubkey(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert key.read_bytes() == before, "the existing key must be kept"
+    assert result.stdout == _openssl("pkey", "-in", str(key), "-pubout")
+
+
+@needs_root
+def test_read_pubkey_prints_an_existing_local_pub_and_touches_nothing(tmp_path: Path) -> None:
+    key, pub = tmp_path / "etc/iked/private/local.key", tmp_path / "etc/iked/local.pub"
+    key.parent.mkdir(parents=True)
+    key.write_text("not read\n")
+    pub.write_text(PEM)
+    result = run_read_pubkey(tmp_path)
+    assert result.returncode == 0 and result.stdout == PEM
+    assert key.read_text() == "not read\n"
