@@ -224,6 +224,13 @@ def test_upload_runs_again_when_its_container_or_storage_account_is_made_anew(ev
     assert SHA_A in upload.inputs["triggers"], "a new image file uploads again too"
 
 
+def test_a_container_made_anew_gets_the_image_uploaded_again(ev: Evaluation, tmp_path: Path) -> None:
+    container = one(ev, "azure-native:storage:BlobContainer")
+    again = evaluate(program(tmp_path), {}, set(), previous=ev, replace=[(container.type, container.name)])
+    upload = one(again, "command:local:Command")
+    assert upload.action == "replace", f"{upload.urn}: {upload.action}; the new container stays empty"
+
+
 def test_image_is_linux_generalized_from_the_blob_url(ev: Evaluation) -> None:
     image = one(ev, "azure-native:compute:Image")
     i = image.inputs
