@@ -20,6 +20,7 @@ from cross_cloud_vpn.lab.guest import pcap_cleartext, wrong_psk
 from cross_cloud_vpn.lab.keys import make_keypair, public_pem_of
 from cross_cloud_vpn.lab.plan import GatewayPlan, LabPlan, PushedFile
 from cross_cloud_vpn.lab.uml import missing_tools, run_rehearsal
+from cross_cloud_vpn.openbsd import ConfigFile, render_bootstrap
 
 AWS = {"public_ip": "198.51.100.10", "private_ip": "10.10.0.10", "gateway_subnet": "10.10.0.0/24"}
 AZURE = {"public_ip": "203.0.113.20", "private_ip": "10.20.0.10", "gateway_subnet": "10.20.0.0/24"}
@@ -140,6 +141,21 @@ def test_keypair_is_ecdsa_p256_made_like_openbsd_rc() -> None:
     text = subprocess.run(["openssl", "pkey", "-pubin", "-noout", "-text"], input=public,
                           capture_output=True, text=True, check=True).stdout
     assert "prime256v1" in text or "P-256" in text, text
+
+
+def test_plan_refuses_a_reconfigure_round_that_changes_iked_conf() -> None:
+    plan = make_plan("psk", 1, 1, None)
+    a, b = plan.gateways
+
+    def script(conf: str) -> str:
+        return render_bootstrap([ConfigFile("/etc/iked.conf", conf, 0o600)], [])
+
+    same = LabPlan(auth_mode="psk", gateways=plan.gateways, changed=None,
+                   reconfigure=((script(a.iked_conf), script(b.iked_conf)),))
+    assert same.problems() == [] and LabPlan.from_json(same.to_json()) == same
+    other = LabPlan(auth_mode="psk", gateways=plan.gateways, changed=None,
+                    reconfigure=((script(a.iked_conf + "# edit\n"), script(b.iked_conf)),))
+    assert other.problems() == ["reconfigure round 1 [aws] changes iked.conf; that round must not"]
 
 
 def test_plan_problems_are_reported() -> None:

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from cross_cloud_vpn.lab.uml import missing_tools, run_rehearsal
-from cross_cloud_vpn.rehearse import build_plan, summary_line
+from cross_cloud_vpn.openbsd import parse_bootstrap
+from cross_cloud_vpn.rehearse import EXTRA_ADMIN_CIDR, build_plan, summary_line
 from tests.conftest import DEV_STACK
 
 
@@ -38,6 +39,18 @@ def test_plan_takes_files_from_the_configure_commands_unchanged() -> None:
     assert plan.changed is not None and plan.changed[0].workload_cidrs == ("10.10.1.0/24", "10.10.2.0/24")
     assert "from 10.10.2.0/24 to 10.20.1.0/24" in plan.changed[0].iked_conf
     assert not plan.problems()
+
+
+def test_plan_reconfigures_with_the_programs_own_bootstraps_that_leave_iked_conf_alone() -> None:
+    plan = build_plan(DEV_STACK, "dev", 3, lambda _m: None)
+    same, wider = plan.reconfigure
+    for gateway, again, admin in zip(plan.gateways, same, wider, strict=True):
+        assert parse_bootstrap(again).files["/etc/iked.conf"][0] == gateway.iked_conf
+        pushed = parse_bootstrap(admin).files
+        assert pushed["/etc/iked.conf"][0] == gateway.iked_conf
+        assert EXTRA_ADMIN_CIDR in pushed["/etc/pf.conf"][0]
+        assert EXTRA_ADMIN_CIDR not in gateway.files["/etc/pf.conf"].content
+    assert "hitless_lost=0 " in summary_line({"hitless_lost": 0})
 
 
 def test_plan_in_psk_mode_carries_the_same_psk_on_both_sides(tmp_path: Path) -> None:
@@ -69,4 +82,11 @@ def test_program_configs_bring_up_a_real_tunnel_and_survive_faults(tmp_path: Pat
     assert result["wrong_key_cleartext"] == 0, result
     assert result["restart_s"] is not None and result["restart_s"] < 15, result
     assert result["change_ok"], result
+    # A configure that leaves iked.conf alone restarts nothing and loses no ping.
+    assert result["hitless_lost"] == 0 and result["hitless_iked_restarts"] == 0, result
+    assert all(lines[0].endswith("changed: nothing; iked left running")
+               for lines in result["hitless_status"].values()), result["hitless_status"]
+    # The program's tunnel check, unchanged, fails the update while the key is wrong.
+    assert all(code != 0 for code in result["wrong_key_check_exit"].values()), result
+    assert all(out.startswith("tunnel: up\n") for out in result["tunnel_check"].values())
     assert result["ok"], result["failures"]
