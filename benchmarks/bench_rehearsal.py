@@ -1,4 +1,5 @@
-"""The rehearsal's figures (tunnel seconds, restart seconds, wall time) over N runs.
+"""The rehearsal's figures (tunnel seconds, restart seconds, pings lost while reconfiguring, wall time)
+over N runs.
 
 Prints figures; asserts nothing (not a test). Run as root: python benchmarks/bench_rehearsal.py [N]
 """
@@ -20,7 +21,7 @@ def main() -> None:
     from cross_cloud_vpn.rehearse import build_plan, summary_line
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    figures: dict[str, list[float]] = {"tunnel_s": [], "restart_s": [], "wall_s": []}
+    figures: dict[str, list[float]] = {"tunnel_s": [], "restart_s": [], "hitless_lost": [], "wall_s": []}
     for _ in range(runs):
         t = time.perf_counter()
         plan = build_plan(REPO / "Pulumi.dev.yaml", "dev", 10, lambda _m: None)

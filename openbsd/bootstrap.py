@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 #: The remote command every script here is fed to. ``-s`` reads the script from stdin; ``-n``
 #: (doas(1): non-interactive) makes doas fail at once instead of waiting for a password no one
 #: types. On an image whose doas.conf lacks ``nopass`` for the admin user, every command then
-#: fails before the script starts, and what Pulumi shows is doas's own message on stderr
-#: ("doas: Authorization required" / "Authentication required"), with nothing on stdout.
+#: fails before the script starts, and what Pulumi shows is doas's own message on stderr, with
+#: nothing on stdout: "doas: Authentication required" (a rule without nopass: doas.c, `if (nflag)
+#: errx(1, "Authentication required")`) or "doas: Operation not permitted" (no rule at all).
 REMOTE_SHELL = "doas -n /bin/sh -s"
 
 _EOF = "CCVPN_END_OF_FILE"
