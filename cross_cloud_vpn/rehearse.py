@@ -33,7 +33,7 @@ from cross_cloud_vpn.lab.keys import make_keypair
 from cross_cloud_vpn.lab.plan import SYSCTL_CONF, GatewayPlan, LabPlan, PushedFile
 from cross_cloud_vpn.lab.uml import missing_tools, run_rehearsal
 from cross_cloud_vpn.lab_cloud import Evaluation, evaluate
-from cross_cloud_vpn.openbsd import parse_bootstrap
+from cross_cloud_vpn.openbsd import parse_bootstrap, psk_problem_text
 from cross_cloud_vpn.stack_file import read_stack_file
 
 PROJECT = "cross-cloud-vpn"
@@ -51,6 +51,16 @@ def _lab_ssh_key() -> tuple[str, str]:
         return key.with_suffix(".pub").read_text().strip(), key.read_text()
 
 
+def _lab_psk() -> str:
+    """A random base64 PSK, as the README makes one, that the program accepts (one in 4096 starts
+    with "0x", which iked would read as hex)."""
+    while True:
+        psk = subprocess.run(["openssl", "rand", "-base64", str(_LAB_PSK_BYTES)], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        if psk_problem_text(psk) is None:
+            return psk
+
+
 def stack_values(stack_file: Path) -> tuple[dict[str, str], set[str]]:
     """The stack's config plus what a user sets outside the file (keys, PSK) made up for the lab."""
     values = read_stack_file(stack_file)
@@ -60,9 +70,7 @@ def stack_values(stack_file: Path) -> tuple[dict[str, str], set[str]]:
     secrets = {f"{PROJECT}:sshPrivateKey"}
     tunnel = json.loads(values.get(f"{PROJECT}:tunnel", "{}"))
     if tunnel.get("authMode") == "psk":
-        values.setdefault(f"{PROJECT}:psk", subprocess.run(
-            ["openssl", "rand", "-base64", str(_LAB_PSK_BYTES)], check=True, capture_output=True, text=True
-        ).stdout.strip())
+        values.setdefault(f"{PROJECT}:psk", _lab_psk())
         secrets.add(f"{PROJECT}:psk")
     return values, secrets
 

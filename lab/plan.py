@@ -54,8 +54,9 @@ class GatewayPlan:
 
     ``files`` maps OpenBSD absolute paths to files: ``/etc/iked.conf`` always,
     ``/etc/iked/pubkeys/ipv4/<peer public ip>`` (the peer's public key) in pubkey mode,
-    ``/etc/pf.conf`` (ignored: no pf on Linux) and ``/etc/sysctl.conf`` (only
-    ``net.inet.ip.forwarding=1`` is honoured, by enabling ip_forward).
+    ``/etc/pf.conf`` (written to the gateway's /etc; pf does not run on Linux, the guard stands
+    in) and ``/etc/sysctl.conf`` (only ``net.inet.ip.forwarding=1`` is honoured, by enabling
+    ip_forward).
     """
 
     name: str
