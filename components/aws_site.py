@@ -6,7 +6,9 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from .site import GatewayEndpointArgs, host_cidr, network_mode_problems
+from cross_cloud_vpn.openbsd.platform import DEFAULT_AWS_INSTANCE_TYPE, instance_type_problem
+
+from .site import GatewayEndpointArgs, cidr_slug, host_cidr, network_mode_problems
 
 
 class AwsTestVmArgs(TypedDict):
@@ -38,7 +40,9 @@ class AwsSiteArgs(TypedDict):
     gateway_private_ip: NotRequired[str | None]
     """Fixed private IP of the gateway; unset lets AWS pick one in the gateway subnet."""
     instance_type: NotRequired[str | None]
-    """Default ``t3.small``."""
+    """Default ``t2.small``: a Xen-based type, since OpenBSD has no ENA driver (see ``image_has_ena``)."""
+    image_has_ena: NotRequired[bool | None]
+    """The image carries its own ENA driver, so a Nitro ``instance_type`` is allowed; default no."""
     admin_user: NotRequired[str | None]
     """User with doas on the image; default ``ec2-user``."""
     availability_zone: NotRequired[str | None]
@@ -70,6 +74,7 @@ class AwsSite(pulumi.ComponentResource):
     gateway_private_ip: pulumi.Output[str]
     cidrs: pulumi.Output[list[str]]
     instance_id: pulumi.Output[str]
+    """The gateway instance: a new id means a new machine, which the pair configures again."""
     vpc_id: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     test_vm_private_ip: pulumi.Output[str | None]
@@ -79,6 +84,10 @@ class AwsSite(pulumi.ComponentResource):
     def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cross-cloud-vpn:index:AwsSite", name, None, opts)
         problems = network_mode_problems(args, "vpc_cidr", "vpc_id", "workload_route_table_ids")
+        instance_type = args.get("instance_type") or DEFAULT_AWS_INSTANCE_TYPE
+        type_problem = None if args.get("image_has_ena") else instance_type_problem(instance_type)
+        if type_problem:
+            problems.append(f"instance_type {instance_type!r}: {type_problem}, or set image_has_ena")
         if problems:
             raise ValueError(f"AwsSite {name}: {'; '.join(problems)}")
         child = pulumi.ResourceOptions(parent=self)
@@ -91,6 +100,7 @@ class AwsSite(pulumi.ComponentResource):
             return {**tags, "Name": f"{name}-{suffix}"}
 
         local_cidrs = list(args.get("local_cidrs") or args.get("workload_subnet_cidrs") or [])
+        internet: list[pulumi.Resource] = []
         if args.get("vpc_id"):
             vpc_id: pulumi.Input[str] = args.get("vpc_id") or ""
             gateway_subnet_id: pulumi.Input[str] = args.get("gateway_subnet_id") or ""
@@ -99,9 +109,10 @@ class AwsSite(pulumi.ComponentResource):
             )
             workload_subnet_ids: list[pulumi.Output[str]] = []
         else:
-            vpc_id, gateway_subnet_id, workload_route_table_ids, workload_subnet_ids = self._network(
+            vpc_id, gateway_subnet_id, workload_route_table_ids, workload_subnet_ids, igw = self._network(
                 name, args, tagged, child
             )
+            internet.append(igw)
 
         sg = aws.ec2.SecurityGroup(
             f"{name}-gateway",
@@ -110,9 +121,11 @@ class AwsSite(pulumi.ComponentResource):
             description="cross-cloud-vpn gateway: SSH from admins, forwarded traffic; IKE/ESP added per peer",
             opts=child,
         )
-        for i, cidr in enumerate(args["admin_cidrs"]):
+        # Rules, routes and subnets are named after their CIDR, not their place in a list: an
+        # entry added or removed touches only its own resources.
+        for cidr in args["admin_cidrs"]:
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-ssh-{i}",
+                f"{name}-ssh-{cidr_slug(cidr)}",
                 security_group_id=sg.id,
                 ip_protocol="tcp",
                 from_port=22,
@@ -122,9 +135,9 @@ class AwsSite(pulumi.ComponentResource):
                 opts=child,
             )
         forwarded = [*local_cidrs, *remote_cidrs]
-        for i, cidr in enumerate(forwarded):
+        for cidr in forwarded:
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-forward-{i}",
+                f"{name}-forward-{cidr_slug(cidr)}",
                 security_group_id=sg.id,
                 ip_protocol="-1",
                 cidr_ipv4=cidr,
@@ -146,27 +159,48 @@ class AwsSite(pulumi.ComponentResource):
         instance = aws.ec2.Instance(
             f"{name}-gateway",
             ami=args["ami_id"],
-            instance_type=args.get("instance_type") or "t3.small",
+            instance_type=instance_type,
             subnet_id=gateway_subnet_id,
             private_ip=args.get("gateway_private_ip"),
             vpc_security_group_ids=[sg.id],
             key_name=key.key_name,
             # The gateway forwards packets that are neither from nor to itself.
             source_dest_check=False,
-            # OpenBSD's cloud agents read instance metadata with IMDSv1.
-            metadata_options={"http_endpoint": "enabled", "http_tokens": "optional"},
+            # IMDSv1 stays on: OpenBSD's cloud-agent fetches the SSH key and user data with plain GETs
+            # and no IMDSv2 token (cloudinit_get in
+            # https://github.com/reyk/cloud-agent/blob/master/agent/cloudinit.c). Hop limit 1: an
+            # IMDSv2 token answer never gets past this host, which routes packets for both sites.
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "optional",
+                "http_put_response_hop_limit": 1,
+            },
             root_block_device={"encrypted": True, "volume_type": "gp3"},
             tags=tagged("gateway"),
-            opts=child,
+            # A fixed private IP is still taken while the old machine exists
+            # (InvalidIPAddress.InUse): delete it first.
+            opts=pulumi.ResourceOptions(
+                parent=self, delete_before_replace=bool(args.get("gateway_private_ip"))
+            ),
         )
-        eip = aws.ec2.Eip(f"{name}-gateway", domain="vpc", tags=tagged("gateway"), opts=child)
+        # An Elastic IP needs the internet gateway attached first (Gateway.NotAttached).
+        eip = aws.ec2.Eip(
+            f"{name}-gateway",
+            domain="vpc",
+            tags=tagged("gateway"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=internet),
+        )
         association = aws.ec2.EipAssociation(
-            f"{name}-gateway", allocation_id=eip.allocation_id, instance_id=instance.id, opts=child
+            f"{name}-gateway",
+            allocation_id=eip.allocation_id,
+            instance_id=instance.id,
+            # The address is still associated with the old machine (Resource.AlreadyAssociated).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=internet, delete_before_replace=True),
         )
         for t, table_id in enumerate(workload_route_table_ids):
-            for i, cidr in enumerate(remote_cidrs):
+            for cidr in remote_cidrs:
                 aws.ec2.Route(
-                    f"{name}-to-remote-{i}" if t == 0 else f"{name}-rt{t}-to-remote-{i}",
+                    f"{name}-to-{cidr_slug(cidr)}" if t == 0 else f"{name}-rt{t}-to-{cidr_slug(cidr)}",
                     route_table_id=table_id,
                     destination_cidr_block=cidr,
                     network_interface_id=instance.primary_network_interface_id,
@@ -216,6 +250,7 @@ class AwsSite(pulumi.ComponentResource):
             gateway_private_ip=self.gateway_private_ip,
             cidrs=self.cidrs,
             gateway_ready=self.gateway_ready,
+            machine_id=self.instance_id,
             aws_security_group_id=self.security_group_id,
         )
 
@@ -225,7 +260,13 @@ class AwsSite(pulumi.ComponentResource):
         args: AwsSiteArgs,
         tagged: Callable[[str], dict[str, str]],
         child: pulumi.ResourceOptions,
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str], list[pulumi.Input[str]], list[pulumi.Output[str]]]:
+    ) -> tuple[
+        pulumi.Output[str],
+        pulumi.Output[str],
+        list[pulumi.Input[str]],
+        list[pulumi.Output[str]],
+        pulumi.Resource,
+    ]:
         """A new VPC: internet gateway, public gateway subnet, workload subnets and their route table."""
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -260,20 +301,21 @@ class AwsSite(pulumi.ComponentResource):
             f"{name}-workload", vpc_id=vpc.id, tags=tagged("workload"), opts=child
         )
         subnet_ids = []
-        for i, cidr in enumerate(args.get("workload_subnet_cidrs") or []):
+        for cidr in args.get("workload_subnet_cidrs") or []:
+            slug = cidr_slug(cidr)
             subnet = aws.ec2.Subnet(
-                f"{name}-workload-{i}",
+                f"{name}-workload-{slug}",
                 vpc_id=vpc.id,
                 cidr_block=cidr,
                 availability_zone=args.get("availability_zone"),
-                tags=tagged(f"workload-{i}"),
+                tags=tagged(f"workload-{slug}"),
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-workload-{i}", subnet_id=subnet.id, route_table_id=workload_rt.id, opts=child
+                f"{name}-workload-{slug}", subnet_id=subnet.id, route_table_id=workload_rt.id, opts=child
             )
             subnet_ids.append(subnet.id)
-        return vpc.id, gateway_subnet.id, [workload_rt.id], subnet_ids
+        return vpc.id, gateway_subnet.id, [workload_rt.id], subnet_ids, igw
 
     def _test_vm(
         self,
@@ -291,12 +333,14 @@ class AwsSite(pulumi.ComponentResource):
             f"{name}-test-vm",
             vpc_id=vpc_id,
             tags=tagged("test-vm"),
-            description="cross-cloud-vpn test VM: anything from both sites' networks",
+            # EC2 takes only a-zA-Z0-9, spaces and ._-:/()#,@[]+=&;{}!$* here (no apostrophe):
+            # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSecurityGroup.html
+            description="cross-cloud-vpn test VM: anything from the networks of both sites",
             opts=child,
         )
-        for i, cidr in enumerate(sources):
+        for cidr in sources:
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-test-vm-{i}",
+                f"{name}-test-vm-{cidr_slug(cidr)}",
                 security_group_id=vm_sg.id,
                 ip_protocol="-1",
                 cidr_ipv4=cidr,
@@ -319,7 +363,9 @@ class AwsSite(pulumi.ComponentResource):
             vpc_security_group_ids=[vm_sg.id],
             tags=tagged("test-vm"),
             metadata_options={"http_tokens": "required"},
-            opts=child,
+            root_block_device={"encrypted": True, "volume_type": "gp3"},
+            # Its fixed private IP is taken while the old VM exists: delete it first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         return instance.private_ip
 

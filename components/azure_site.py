@@ -6,7 +6,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_azure_native as azure
 
-from .site import GatewayEndpointArgs, host_cidr, network_mode_problems
+from .site import GatewayEndpointArgs, cidr_slug, host_cidr, network_mode_problems
 
 # NSG rule priorities: the site's own rules, then the pair's peer rules.
 SSH_PRIORITY = 100
@@ -50,7 +50,12 @@ class AzureSiteArgs(TypedDict):
     ssh_public_key: pulumi.Input[str]
     """RSA public key of the admin user (Azure takes RSA only)."""
     image_id: pulumi.Input[str]
-    """The OpenBSD managed image or gallery image version."""
+    """The OpenBSD managed image or gallery image version. A new id replaces the VM (Azure
+    refuses to change it in place); the NIC and its addresses stay."""
+    image_specialized: NotRequired[bool | None]
+    """The image is a *specialized* gallery image version: the VM is created without an OS
+    profile (Azure refuses one), so the admin user and its SSH key must be in the image already.
+    Default no: a *generalized* image, whose provisioning agent must report "ready"."""
     gateway_private_ip: NotRequired[str | None]
     """Fixed private IP of the gateway; unset lets Azure pick one in the gateway subnet."""
     vm_size: NotRequired[str | None]
@@ -95,6 +100,7 @@ class AzureSite(pulumi.ComponentResource):
     gateway_private_ip: pulumi.Output[str]
     cidrs: pulumi.Output[list[str]]
     vm_id: pulumi.Output[str]
+    """The gateway VM: a new id means a new machine, which the pair configures again."""
     resource_group_name: pulumi.Output[str]
     gateway_nsg_name: pulumi.Output[str]
     test_vm_private_ip: pulumi.Output[str | None]
@@ -130,7 +136,9 @@ class AzureSite(pulumi.ComponentResource):
             f"{name}-gateway-nsg", resource_group_name=rg_name, location=location, tags=tags, opts=child
         )
         self._nsg_name = gateway_nsg.name
-        self._rule(
+        # Azure takes one write at a time per NSG and per route table
+        # (AnotherOperationInProgress): rules and routes are made one after another.
+        ssh_rule = self._rule(
             f"{name}-ssh",
             SSH_PRIORITY,
             "Tcp",
@@ -139,14 +147,14 @@ class AzureSite(pulumi.ComponentResource):
             "SSH from the admin networks",
             child,
         )
-        self._rule(
+        forward_rule = self._rule(
             f"{name}-forward",
             FORWARD_PRIORITY,
             "*",
             [*local_cidrs, *remote_cidrs],
             "*",
             "traffic the gateway forwards between the sites",
-            child,
+            pulumi.ResourceOptions(parent=self, depends_on=[ssh_rule]),
         )
 
         if args.get("vnet_id"):
@@ -194,16 +202,19 @@ class AzureSite(pulumi.ComponentResource):
         gateway_ip = nic.ip_configurations.apply(
             lambda cfgs: _require_ip(cfgs[0].private_ip_address if cfgs else None)
         )
-        for i, cidr in enumerate(remote_cidrs):
-            azure.network.Route(
-                f"{name}-to-remote-{i}",
-                resource_group_name=route_rg,
-                route_table_name=route_table_name,
-                address_prefix=cidr,
-                next_hop_type="VirtualAppliance",
-                next_hop_ip_address=gateway_ip,
-                opts=child,
-            )
+        previous: list[pulumi.Resource] = []
+        for cidr in remote_cidrs:
+            previous = [
+                azure.network.Route(
+                    f"{name}-to-{cidr_slug(cidr)}",
+                    resource_group_name=route_rg,
+                    route_table_name=route_table_name,
+                    address_prefix=cidr,
+                    next_hop_type="VirtualAppliance",
+                    next_hop_ip_address=gateway_ip,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                )
+            ]
         vm = self._vm(
             f"{name}-gateway",
             rg_name,
@@ -211,9 +222,10 @@ class AzureSite(pulumi.ComponentResource):
             args.get("vm_size") or "Standard_B2s",
             {"id": args["image_id"]},
             nic.id,
-            self.admin_user,
-            args["ssh_public_key"],
+            None if args.get("image_specialized") else (self.admin_user, args["ssh_public_key"]),
             tags,
+            # The pair adds its peer rules to this NSG once the VM exists: after the site's own.
+            after=[forward_rule],
         )
 
         self.test_vm_private_ip = pulumi.Output.from_input(None)
@@ -247,8 +259,7 @@ class AzureSite(pulumi.ComponentResource):
                     "version": tv.get("image_version") or "latest",
                 },
                 vm_nic.id,
-                self.admin_user,
-                args["ssh_public_key"],
+                (self.admin_user, args["ssh_public_key"]),
                 tags,
             )
             self.test_vm_private_ip = vm_nic.ip_configurations.apply(
@@ -284,6 +295,7 @@ class AzureSite(pulumi.ComponentResource):
             gateway_private_ip=self.gateway_private_ip,
             cidrs=self.cidrs,
             gateway_ready=self.gateway_ready,
+            machine_id=self.vm_id,
             azure_resource_group_name=self.resource_group_name,
             azure_network_security_group_name=self.gateway_nsg_name,
         )
@@ -343,9 +355,9 @@ class AzureSite(pulumi.ComponentResource):
         )
         previous = gateway_subnet
         workload_ids = []
-        for i, cidr in enumerate(args.get("workload_subnet_cidrs") or []):
+        for cidr in args.get("workload_subnet_cidrs") or []:
             previous = azure.network.Subnet(
-                f"{name}-workload-{i}",
+                f"{name}-workload-{cidr_slug(cidr)}",
                 resource_group_name=rg_name,
                 virtual_network_name=vnet.name,
                 address_prefix=cidr,
@@ -364,12 +376,15 @@ class AzureSite(pulumi.ComponentResource):
         size: str,
         image: Mapping[str, pulumi.Input[str]],
         nic_id: pulumi.Input[str],
-        user: str,
-        ssh_key: pulumi.Input[str],
+        admin: tuple[str, pulumi.Input[str]] | None,
         tags: Mapping[str, str],
+        after: Sequence[pulumi.Resource] = (),
     ) -> azure.compute.VirtualMachine:
-        ssh_keys = [{"path": f"/home/{user}/.ssh/authorized_keys", "key_data": ssh_key}]
-        nics: Any = [{"id": nic_id, "primary": True, "delete_option": "Delete"}]
+        """A VM on ``nic_id``; ``admin`` (user, SSH key) makes its OS profile, None leaves it out
+        (a specialized image brings its own users and refuses one)."""
+        # The NIC outlives the VM ("Detach"): a replaced VM is created on the same NIC, with the
+        # same private and public address. With "Delete" it would go down with the old VM.
+        nics: Any = [{"id": nic_id, "primary": True, "delete_option": "Detach"}]
         storage: Any = {
             "image_reference": dict(image),
             "os_disk": {
@@ -378,14 +393,19 @@ class AzureSite(pulumi.ComponentResource):
                 "managed_disk": {"storage_account_type": "StandardSSD_LRS"},
             },
         }
-        os_profile: Any = {
-            "computer_name": name[:64],
-            "admin_username": user,
-            "linux_configuration": {
-                "disable_password_authentication": True,
-                "ssh": {"public_keys": ssh_keys},
-            },
-        }
+        os_profile: Any = None
+        if admin is not None:
+            user, ssh_key = admin
+            os_profile = {
+                "computer_name": name[:64],
+                "admin_username": user,
+                "linux_configuration": {
+                    "disable_password_authentication": True,
+                    "ssh": {
+                        "public_keys": [{"path": f"/home/{user}/.ssh/authorized_keys", "key_data": ssh_key}]
+                    },
+                },
+            }
         return azure.compute.VirtualMachine(
             name,
             resource_group_name=rg_name,
@@ -396,7 +416,15 @@ class AzureSite(pulumi.ComponentResource):
             network_profile={"network_interfaces": nics},
             diagnostics_profile={"boot_diagnostics": {"enabled": True}},
             tags=dict(tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(after),
+                # Azure refuses a new image on an existing VM (PropertyChangeNotAllowed,
+                # pulumi-azure-native issue 1117): replace it. The NIC can serve one VM at a
+                # time, so the old VM goes first.
+                replace_on_changes=["storageProfile.imageReference"],
+                delete_before_replace=True,
+            ),
         )
 
     def _rule(
@@ -451,33 +479,37 @@ def azure_peer_rules(
     nsg_name: pulumi.Input[str],
     peer_public_ip: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
+    after: pulumi.Input[str] | None = None,
 ) -> list[pulumi.Resource]:
-    """NSG rules letting IKE (udp 500, 4500) and ESP in from the peer's public IP only."""
-    peer = pulumi.Output.from_input(peer_public_ip).apply(lambda ip: [host_cidr(ip)])
-    return [
-        _nsg_rule(
-            f"{name}-ike",
-            resource_group_name,
-            nsg_name,
-            IKE_PRIORITY,
-            "Udp",
-            peer,
-            ["500", "4500"],
-            "IKE and NAT-T from the peer gateway only",
-            opts,
-        ),
-        _nsg_rule(
-            f"{name}-esp",
-            resource_group_name,
-            nsg_name,
-            IKE_PRIORITY + 10,
-            "Esp",
-            peer,
-            ["*"],
-            "ESP from the peer gateway only",
-            opts,
-        ),
-    ]
+    """NSG rules letting IKE (udp 500, 4500) and ESP in from the peer's public IP only.
+
+    They are written one after the other, and only once ``after`` (the site's gateway, made
+    after the site's own rules) exists: Azure takes one write at a time per NSG.
+    """
+    peer = pulumi.Output.all(peer_public_ip, after).apply(lambda values: [host_cidr(values[0])])
+    ike = _nsg_rule(
+        f"{name}-ike",
+        resource_group_name,
+        nsg_name,
+        IKE_PRIORITY,
+        "Udp",
+        peer,
+        ["500", "4500"],
+        "IKE and NAT-T from the peer gateway only",
+        opts,
+    )
+    esp = _nsg_rule(
+        f"{name}-esp",
+        resource_group_name,
+        nsg_name,
+        IKE_PRIORITY + 10,
+        "Esp",
+        peer,
+        ["*"],
+        "ESP from the peer gateway only",
+        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ike])),
+    )
+    return [ike, esp]
 
 
 def _require_ip(ip: str | None) -> str:

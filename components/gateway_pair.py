@@ -71,6 +71,9 @@ class Ikev2GatewayPairArgs(TypedDict):
     right_role: NotRequired[IkeRole | None]
     tunnel_check_seconds: NotRequired[int | None]
     """How long the final check waits for an established SA; default 180."""
+    require_tunnel_up: NotRequired[bool | None]
+    """Fail the update when the tunnel is not up within ``tunnel_check_seconds``, with what the
+    gateway sees (default); ``False`` only reports it in ``tunnel_status``."""
 
 
 def _peer_rules(
@@ -81,7 +84,7 @@ def _peer_rules(
         return aws_peer_rules(name, endpoint.get("aws_security_group_id") or "", peer_ip, opts)
     rg, nsg = endpoint.get("azure_resource_group_name"), endpoint.get("azure_network_security_group_name")
     if rg and nsg:
-        return azure_peer_rules(name, rg, nsg, peer_ip, opts)
+        return azure_peer_rules(name, rg, nsg, peer_ip, opts, after=endpoint["gateway_ready"])
     return []
 
 
@@ -111,9 +114,10 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
             sites[0]["site"]: IkeRole(args.get("left_role") or IkeRole.ACTIVE),
             sites[1]["site"]: IkeRole(args.get("right_role") or IkeRole.ACTIVE),
         }
-        # Values from other languages arrive as floats.
-        dpd_interval = int(args.get("dpd_interval") or DEFAULT_DPD_INTERVAL)
-        check_seconds = int(args.get("tunnel_check_seconds") or DEFAULT_TUNNEL_CHECK_SECONDS)
+        # Values from other languages arrive as floats; 0 is a value (dpd off, no wait), not "unset".
+        dpd_interval = int(_given(args.get("dpd_interval"), DEFAULT_DPD_INTERVAL))
+        check_seconds = int(_given(args.get("tunnel_check_seconds"), DEFAULT_TUNNEL_CHECK_SECONDS))
+        require_up = bool(_given(args.get("require_tunnel_up"), True))
         ike_proposal = args.get("ike_proposal") or DEFAULT_IKE_PROPOSAL
         child_proposals = list(args.get("child_proposals") or DEFAULT_CHILD_PROPOSALS)
         admin_cidrs = list(args["admin_cidrs"])
@@ -140,6 +144,10 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 per_dial_timeout=30,
             )
 
+        # Every SSH step of a side runs again on a new machine (its id changes), even though
+        # its addresses, and so everything rendered for it, stay the same; nothing else re-runs
+        # them but a changed file (stdin).
+        machine = {s["site"]: s.get("machine_id") or s["gateway_ready"] for s in sites}
         public_keys: dict[str, pulumi.Output[str]] = {}
         waits: dict[str, remote.Command] = {}
         for site in sites:
@@ -149,7 +157,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 connection=connection(site, dial_error_limit=-1),
                 create="uname -sr",
                 # Starts once the machine and its public IP exist; a new machine waits again.
-                triggers=[site["gateway_ready"]],
+                triggers=[site["gateway_ready"], machine[site["site"]]],
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     custom_timeouts=pulumi.CustomTimeouts(create=SSH_WAIT_TIMEOUT),
@@ -160,11 +168,14 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 connection=connection(site),
                 create=REMOTE_SHELL,
                 stdin=render_read_pubkey_script(),
+                # A new machine has a new key: read it again.
+                triggers=[machine[site["site"]]],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[waits[site["site"]]]),
             )
             public_keys[site["site"]] = read_key.stdout
 
         self.iked_conf, self.pf_conf, configures = {}, {}, []
+        digests: list[pulumi.Output[str]] = []
         for site, peer in (sites, sites[::-1]):
             here, there = site["site"], peer["site"]
 
@@ -200,6 +211,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 psk,
             ).apply(render)
             bootstrap = rendered.apply(lambda r: r.bootstrap)
+            digests.append(bootstrap.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()))
             self.iked_conf[here] = rendered.apply(lambda r: r.iked_conf)
             self.pf_conf[here] = rendered.apply(lambda r: r.pf_conf)
             configures.append(
@@ -208,8 +220,9 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                     connection=connection(site),
                     create=REMOTE_SHELL,
                     stdin=bootstrap,
-                    # Re-run exactly when a rendered file or the peer's key changes.
-                    triggers=[bootstrap.apply(lambda text: hashlib.sha256(text.encode()).hexdigest())],
+                    # Runs again on a new machine (trigger) and when a rendered file or the peer's
+                    # key changes (stdin), and only then.
+                    triggers=[machine[here]],
                     # Only iked/pfctl complaints and one status line; nothing secret is printed.
                     logging=remote.Logging.STDERR,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[waits[here], *rules]),
@@ -222,8 +235,9 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 f"{name}-{site['site']}-check",
                 connection=connection(site),
                 create=REMOTE_SHELL,
-                stdin=render_tunnel_check_script(check_seconds),
-                triggers=[c.triggers for c in configures],
+                stdin=render_tunnel_check_script(check_seconds, require_up=require_up),
+                # Checks again whenever either side was configured again.
+                triggers=[*machine.values(), *digests],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=configures),
             )
             statuses.append(_status(site["site"], check.stdout))
@@ -237,6 +251,11 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 "tunnel_status": self.tunnel_status,
             }
         )
+
+
+def _given(value: Any, default: Any) -> Any:
+    """``value`` unless it was left out (None); unlike ``value or default``, 0 and False count."""
+    return default if value is None else value
 
 
 def _status(site: str, stdout: pulumi.Output[str]) -> pulumi.Output[str]:

@@ -42,12 +42,25 @@ class GatewayEndpointArgs(TypedDict):
     """The networks behind the gateway: the local side of every tunnel flow."""
     gateway_ready: pulumi.Input[str]
     """An id that exists once the machine and its public IP do; the bootstrap waits for it."""
+    machine_id: NotRequired[pulumi.Input[str] | None]
+    """The gateway machine's id (instance or VM id). When it changes (a new machine), every SSH
+    step of this side runs again and the peer learns the new machine's key; default
+    ``gateway_ready``."""
     aws_security_group_id: NotRequired[pulumi.Input[str] | None]
     """AWS: the gateway's security group, which gets the peer-only IKE/ESP rules."""
     azure_resource_group_name: NotRequired[pulumi.Input[str] | None]
     """Azure: resource group of the gateway's NSG."""
     azure_network_security_group_name: NotRequired[pulumi.Input[str] | None]
     """Azure: the gateway's NSG, which gets the peer-only IKE/ESP rules."""
+
+
+def cidr_slug(cidr: str) -> str:
+    """A CIDR as part of a resource name (``10.10.1.0/24`` -> ``10-10-1-0-24``).
+
+    Resources made per list entry are named after their value, not their place: inserting or
+    removing an entry then creates or deletes only that entry's resources.
+    """
+    return cidr.replace(".", "-").replace("/", "-")
 
 
 def host_cidr(ip: str) -> str:

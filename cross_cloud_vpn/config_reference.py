@@ -48,7 +48,12 @@ REFERENCE: dict[str, tuple[str, str]] = {
     ),
     "aws.gatewayPrivateIp": ("fixed private IP of the gateway", "host .10 (create) / AWS picks (BYO)"),
     "aws.availabilityZone": ("zone of the created subnets", "AWS picks"),
-    "aws.instanceType": ("gateway instance type", "`t3.small`"),
+    "aws.instanceType": (
+        "gateway instance type: a Xen-based family (t2, m4, c4, r4, i3, d2, x1, x1e, h1, p2, p3, g3, "
+        "f1): OpenBSD has no driver for the ENA card of Nitro types (t3, m5, c5, ...)",
+        "`t2.small`",
+    ),
+    "aws.imageHasEna": ("your image has its own ENA driver: allows a Nitro `instanceType`", "`false`"),
     "aws.amiId": ("your OpenBSD AMI (or the lookup below, or `imageFile`)", "—"),
     "aws.amiOwner": ("AMI lookup: owner (with `amiNameFilter`; newest match wins)", "—"),
     "aws.amiNameFilter": ("AMI lookup: name pattern", "—"),
@@ -86,6 +91,11 @@ REFERENCE: dict[str, tuple[str, str]] = {
         "your OpenBSD managed image or gallery image version id",
         "required unless `imageFile`",
     ),
+    "azure.imageSpecialized": (
+        "the image is a specialized gallery image version: no OS profile is sent (the admin user "
+        "and its SSH key must be in the image)",
+        "`false` (generalized: its agent must report ready)",
+    ),
     "azure.adminUser": ("user with doas on the image", "`azure-user`"),
     "azure.testVm": (
         "a Linux VM in the first workload subnet (host .20), or `false`; create mode only",
@@ -111,6 +121,11 @@ REFERENCE: dict[str, tuple[str, str]] = {
     "tunnel.dpdInterval": ("seconds between liveness checks (0: off)", "`30`"),
     "tunnel.awsRole": ("`active` or `passive` (not both passive)", "`active`"),
     "tunnel.azureRole": ("`active` or `passive`", "`active`"),
+    "tunnel.requireUp": (
+        "fail `pulumi up` when the tunnel is not up within 3 minutes of configuring, printing what "
+        "each gateway sees; `false` only reports it in `tunnel_status`",
+        "`true`",
+    ),
 }
 
 

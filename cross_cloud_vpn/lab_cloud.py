@@ -10,12 +10,22 @@ inputs a real ``pulumi up`` would send, and the rehearsal can take the files the
 
 In ``preview`` mode the lab cloud returns no computed values at all (ids, IPs, command
 output stay unknown), the way a first ``pulumi preview`` runs the program.
+
+Given the evaluation of a previous ``up`` (``previous=``), the lab cloud also plays the part of
+the engine on a second ``up``: it applies each resource's ``ignore_changes`` against the stored
+inputs, decides from the provider's force-new properties, ``replace_on_changes`` and a command's
+``triggers`` whether the resource stays, is updated or is replaced, and answers the stored state
+for a resource that stays. Each :class:`Registration` then says what the engine would do
+(``action``). ``replace=`` forces replacements, the way ``pulumi up --replace`` or a machine the
+cloud lost does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import itertools
+import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +79,65 @@ _AZURE_NAME_KEYS = {
 }
 
 
+#: Inputs whose change makes the provider replace the resource instead of updating it (the
+#: "ForceNew" properties of terraform-provider-aws's schema that pulumi-aws bridges, for the
+#: types and properties this program sets), by resource type. A command's ``triggers`` replace it
+#: (pulumi-command: "the resource will be replaced if any of these values change"); any other
+#: changed input of a command updates it, which runs its ``update`` or else its ``create`` again.
+FORCE_NEW: dict[str, frozenset[str]] = {
+    "aws:ec2/instance:Instance": frozenset(
+        {"ami", "availabilityZone", "privateIp", "subnetId", "keyName"}
+    ),
+    "aws:ec2/eipAssociation:EipAssociation": frozenset(
+        {"allocationId", "instanceId", "networkInterfaceId", "privateIpAddress"}
+    ),
+    "aws:ec2/keyPair:KeyPair": frozenset({"publicKey", "keyName"}),
+    "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "description", "vpcId"}),
+    "aws:ec2/subnet:Subnet": frozenset({"cidrBlock", "vpcId", "availabilityZone"}),
+    "aws:ec2/vpc:Vpc": frozenset({"cidrBlock"}),
+    "aws:ec2/route:Route": frozenset({"routeTableId", "destinationCidrBlock"}),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": frozenset({"securityGroupId"}),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": frozenset({"securityGroupId"}),
+    "command:remote:Command": frozenset({"triggers"}),
+    "command:local:Command": frozenset({"triggers"}),
+}
+#: azure-native replaces a resource whose name, group or location changes.
+_AZURE_FORCE_NEW = frozenset({"resourceGroupName", "location", *_AZURE_NAME_KEYS.values(),
+                              "networkSecurityGroupName", "virtualNetworkName", "routeTableName"})
+
+
+def _generation(resource_id: str) -> int:
+    """How often the lab cloud replaced a resource: the ``~N`` it appends to a new one's id."""
+    _, _, n = resource_id.rpartition("~")
+    return int(n) if n.isdigit() else 0
+
+
+def _at(value: Any, path: str) -> Any:
+    """The value at a dotted input path (``storageProfile.imageReference.id``), or None."""
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _with_ignored(
+    inputs: dict[str, Any], stored: Mapping[str, Any], paths: Collection[str]
+) -> dict[str, Any]:
+    """``inputs`` with every ``ignore_changes`` path taken from the stored inputs, as the engine does."""
+    result = dict(inputs)
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if not rest:
+            if head in stored:
+                result[head] = stored[head]
+            else:
+                result.pop(head, None)
+        elif isinstance(result.get(head), dict) and isinstance(stored.get(head), dict):
+            result[head] = _with_ignored(result[head], stored[head], [rest])
+    return result
+
+
 @dataclass
 class Registration:
     """One resource as the program registered it."""
@@ -83,6 +152,20 @@ class Registration:
     secret_inputs: set[str]
     inputs: dict[str, Any] = field(repr=False)
     state: dict[str, Any] = field(default_factory=dict, repr=False)
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
+    id: str = ""
+    action: str = "create"
+    """What the engine would do with it: ``create``, ``same``, ``update`` or ``replace``."""
+    changed: list[str] = field(default_factory=list)
+    """The inputs that differ from the previous ``up`` (after ``ignore_changes``)."""
+    stored_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The inputs the engine stores: the program's, with ignored ones kept from before."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.type, self.name
 
 
 def _holds_secret(value: Any) -> bool:
@@ -91,6 +174,17 @@ def _holds_secret(value: Any) -> bool:
 
     text = json_format.MessageToJson(value) if hasattr(value, "DESCRIPTOR") else str(value)
     return _SECRET_SIG in text
+
+
+def _comparable(value: Any) -> Any:
+    """Inputs as the engine compares them: an asset by what it holds, not by object identity."""
+    if isinstance(value, pulumi.asset.Asset | pulumi.asset.Archive):
+        return {"asset": type(value).__name__, **vars(value)}
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
 
 
 def _unwrap_secrets(value: Any) -> Any:
@@ -110,9 +204,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.lab = mocks
 
     def RegisterResource(self, request: Any) -> Any:
+        # The mocks see only the inputs; the engine's view (options) travels on this thread.
+        self.lab.local.request = request
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             fields = request.object.fields
+            decision = self.lab.decisions.pop((request.type, request.name), None)
             self.lab.registrations.append(
                 Registration(
                     urn=response.urn,
@@ -127,6 +224,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     secret_inputs={k for k in fields if _holds_secret(fields[k])},
                     inputs=_unwrap_secrets(rpc.deserialize_properties(request.object)),
                     state=dict(self.resources[response.urn].state) if response.urn in self.resources else {},
+                    ignore_changes=list(request.ignoreChanges),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    id=response.id,
+                    action=decision[0] if decision else "create",
+                    changed=decision[1] if decision else [],
+                    stored_inputs=decision[2] if decision else {},
                 )
             )
         return response
@@ -136,26 +240,63 @@ class LabCloud(pulumi.runtime.Mocks):
     """Mock AWS, Azure and SSH hosts that answer like the real ones would."""
 
     def __init__(self, public_keys: Mapping[str, str] | None = None, preview: bool = False,
-                 lookups: Mapping[str, dict[str, Any]] | None = None) -> None:
+                 lookups: Mapping[str, dict[str, Any]] | None = None,
+                 previous: Evaluation | None = None, replace: Collection[tuple[str, str]] = ()) -> None:
         self.preview = preview
+        self.previous = {r.key: r for r in previous.resources} if previous else {}
+        self.replace = set(replace)
+        self.local = threading.local()
+        self.decisions: dict[tuple[str, str], tuple[str, list[str], dict[str, Any]]] = {}
         self.lookups = {**DEFAULT_LOOKUPS, **(lookups or {})}
         self.public_keys = dict(public_keys or {})
         self.registrations: list[Registration] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._aws_ips = (str(AWS_PUBLIC_RANGE[i]) for i in itertools.count(10))
         self._azure_ips = (str(AZURE_PUBLIC_RANGE[i]) for i in itertools.count(20))
-        self._ids = itertools.count(1)
         self._dynamic = 0
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
         if self.preview:
             return "", inputs
-        n = next(self._ids)
+        key = (args.typ, args.name)
+        old = self.previous.get(key)
+        if old is None:
+            self.decisions[key] = ("create", [], _comparable(_unwrap_secrets(inputs)))
+            return self._fresh(args.typ, args.name, inputs, generation=0)
+        request = getattr(self.local, "request", None)
+        ignored = list(request.ignoreChanges) if request is not None else []
+        stored = _with_ignored(_comparable(_unwrap_secrets(inputs)), old.stored_inputs, ignored)
+        before = old.stored_inputs
+        changed = sorted(k for k in {*stored, *before} if stored.get(k) != before.get(k))
+        force_new = FORCE_NEW.get(args.typ, _AZURE_FORCE_NEW if args.typ.startswith("azure-native:") else ())
+        on_changes = list(request.replaceOnChanges) if request is not None else []
+        replaced = key in self.replace or any(k in force_new for k in changed) or any(
+            _at(stored, path) != _at(old.stored_inputs, path) for path in on_changes
+        )
+        # What the provider receives: the program's inputs (secrets still marked), ignored ones old.
+        sent = {k: v for k, v in inputs.items() if k not in {p.split(".")[0] for p in ignored}}
+        sent.update({k: old.state[k] for p in ignored if (k := p.split(".")[0]) in old.state})
+        if replaced:
+            self.decisions[key] = ("replace", changed, stored)
+            return self._fresh(args.typ, args.name, sent, generation=_generation(old.id) + 1)
+        if changed:
+            self.decisions[key] = ("update", changed, stored)
+            state = {**old.state, **sent, **self._computed(args.typ, args.name, sent, 0)}
+            state.pop("__id", None)
+            return old.id, state
+        self.decisions[key] = ("same", [], stored)
+        return old.id, dict(old.state)
+
+    def _fresh(
+        self, typ: str, name: str, inputs: dict[str, Any], generation: int
+    ) -> tuple[str, dict[str, Any]]:
+        """A new resource's id and state; the id is the same for the same name and generation."""
+        n = int(hashlib.sha256(f"{typ}/{name}/{generation}".encode()).hexdigest()[:8], 16)
         state = dict(inputs)
-        state.update(self._computed(args.typ, args.name, inputs, n))
-        rid = state.pop("__id", f"{args.name}-{n:04d}")
-        return rid, state
+        state.update(self._computed(typ, name, inputs, n))
+        rid = state.pop("__id", f"{name}-{n:08x}")
+        return f"{rid}~{generation}" if generation else rid, state
 
     def _computed(self, typ: str, name: str, inputs: dict[str, Any], n: int) -> dict[str, Any]:
         if typ == "aws:ec2/eip:Eip":
@@ -180,6 +321,9 @@ class LabCloud(pulumi.runtime.Mocks):
             return self._azure(typ, name, inputs)
         if typ == "command:remote:Command":
             return {"stdout": self._stdout(name, inputs), "stderr": ""}
+        if typ == "command:local:Command":
+            # An image choice pinned by the program prints the id it was handed.
+            return {"stdout": (inputs.get("environment") or {}).get("IMAGE_ID", ""), "stderr": ""}
         return {}
 
     def _azure(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +387,14 @@ class Evaluation:
     def by_type(self, typ: str) -> list[Registration]:
         return [r for r in self.resources if r.type == typ]
 
+    def changes(self) -> dict[tuple[str, str], str]:
+        """What the engine would do on this ``up`` to each resource it does not leave as it is:
+        ``create``, ``update``, ``replace``, or ``delete`` (in the previous ``up``, not in this one)."""
+        result = {r.key: r.action for r in self.resources if r.action != "same" and r.custom}
+        seen = {r.key for r in self.resources}
+        result.update({k: "delete" for k, r in self.cloud.previous.items() if k not in seen and r.custom})
+        return result
+
     def named(self, suffix: str) -> Registration:
         found = [r for r in self.resources if r.name.endswith(suffix)]
         if len(found) != 1:
@@ -259,9 +411,17 @@ def evaluate(
     preview: bool = False,
     public_keys: Mapping[str, str] | None = None,
     lookups: Mapping[str, dict[str, Any]] | None = None,
+    previous: Evaluation | None = None,
+    replace: Collection[tuple[str, str]] = (),
 ) -> Evaluation:
-    """Run ``program`` (which registers resources and returns its outputs) in the lab cloud."""
-    cloud = LabCloud(public_keys=public_keys, preview=preview, lookups=lookups)
+    """Run ``program`` (which registers resources and returns its outputs) in the lab cloud.
+
+    With ``previous`` (the evaluation of the last ``up``), it is evaluated as the next ``up``:
+    each registration's ``action`` says what the engine would do; ``replace`` names resources
+    (``(type, name)``) to replace whatever their inputs say.
+    """
+    cloud = LabCloud(public_keys=public_keys, preview=preview, lookups=lookups,
+                     previous=previous, replace=replace)
     pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=preview,
                              monitor=_RecordingMonitor(cloud))
     set_all_config(dict(config), list(secret_keys))

@@ -22,6 +22,7 @@ from cross_cloud_vpn.components import (
 )
 from cross_cloud_vpn.components.azure_site import resource_id_part
 from cross_cloud_vpn.components.images import AwsImage, AwsImageArgs, AzureImage, AzureImageArgs
+from cross_cloud_vpn.components.pinned_ami import PinnedAmi, PinnedAmiArgs
 from cross_cloud_vpn.disk_image import DiskImageError, prepare_for_aws, prepare_for_azure
 from cross_cloud_vpn.stack_config import (
     PROJECT,
@@ -34,15 +35,15 @@ from cross_cloud_vpn.stack_config import (
 )
 
 
-def _ami(settings: StackSettings, opts: pulumi.InvokeOptions) -> pulumi.Input[str]:
+def _ami(settings: StackSettings, opts: pulumi.ResourceOptions) -> pulumi.Input[str]:
+    """The gateway's AMI: the id given, or the lookup's answer kept until the lookup changes."""
     if settings.aws.ami_id:
         return settings.aws.ami_id
-    return aws.ec2.get_ami_output(
-        owners=[settings.aws.ami_owner or "self"],
-        most_recent=True,
-        filters=[{"name": "name", "values": [settings.aws.ami_name_filter or ""]}],
+    return PinnedAmi(
+        f"{settings.prefix}-aws-ami",
+        PinnedAmiArgs(owner=settings.aws.ami_owner or "self", name_filter=settings.aws.ami_name_filter or ""),
         opts=opts,
-    ).id
+    ).ami_id
 
 
 def _aws_local_cidrs(net: NetworkSettings, opts: pulumi.InvokeOptions) -> list[str]:
@@ -121,7 +122,6 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
     aws_provider = aws.Provider(f"{prefix}-aws", region=s.aws.region, default_tags={"tags": dict(s.tags)})
     azure_provider = azure_native.Provider(f"{prefix}-azure", location=s.azure.location)
     aws_opts = pulumi.ResourceOptions(providers=[aws_provider])
-    aws_invoke = pulumi.InvokeOutputOptions(provider=aws_provider)
     aws_net, azure_net = s.aws.network, s.azure.network
     aws_cidrs = _aws_local_cidrs(aws_net, pulumi.InvokeOptions(provider=aws_provider))
     azure_cidrs = _azure_local_cidrs(azure_net, pulumi.InvokeOptions(provider=azure_provider))
@@ -141,7 +141,7 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
             AzureImageArgs(
                 source_path=str(prepared[1]),
                 sha256=s.image_file.sha256,
-                resource_group_name=f"{s.azure.resource_group_name}-images",
+                resource_group_name=s.azure.images_resource_group_name,
                 location=s.azure.location,
                 tags=dict(s.tags),
                 create_resource_group=True,
@@ -150,18 +150,16 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
         )
         ami_id, image_id = aws_image.ami_id, azure_image.image_id
     else:
-        ami_id, image_id = _ami(s, aws_invoke), s.azure.image_id or ""
+        ami_id, image_id = _ami(s, aws_opts), s.azure.image_id or ""
 
     aws_test_vm = None
     if s.aws.test_vm is not None:
-        debian = aws.ec2.get_ami_output(
-            owners=[s.aws.test_vm.ami_owner],
-            most_recent=True,
-            filters=[{"name": "name", "values": [s.aws.test_vm.ami_name_filter]}],
-            opts=aws_invoke,
-        )
         aws_test_vm = AwsTestVmArgs(
-            ami_id=debian.id,
+            ami_id=PinnedAmi(
+                f"{prefix}-aws-test-vm-ami",
+                PinnedAmiArgs(owner=s.aws.test_vm.ami_owner, name_filter=s.aws.test_vm.ami_name_filter),
+                opts=aws_opts,
+            ).ami_id,
             instance_type=s.aws.test_vm.instance_type,
             private_ip=host_address(aws_net.workload_subnet_cidrs[0], TEST_VM_HOST_INDEX),
         )
@@ -181,6 +179,7 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
             ami_id=ami_id,
             gateway_private_ip=aws_net.gateway_private_ip,
             instance_type=s.aws.instance_type,
+            image_has_ena=s.aws.image_has_ena,
             admin_user=s.aws.admin_user,
             availability_zone=s.aws.availability_zone,
             tags=dict(s.tags),
@@ -216,6 +215,7 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
             admin_cidrs=s.access.admin_cidrs,
             ssh_public_key=s.access.ssh_public_key,
             image_id=image_id,
+            image_specialized=s.azure.image_specialized,
             gateway_private_ip=azure_net.gateway_private_ip,
             vm_size=s.azure.vm_size,
             admin_user=s.azure.admin_user,
@@ -239,6 +239,7 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
             dpd_interval=s.tunnel.dpd_interval,
             left_role=IkeRole(s.tunnel.aws_role),
             right_role=IkeRole(s.tunnel.azure_role),
+            require_tunnel_up=s.tunnel.require_up,
         ),
         opts=pulumi.ResourceOptions(providers=[aws_provider, azure_provider]),
     )

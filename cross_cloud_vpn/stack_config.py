@@ -27,6 +27,7 @@ from cross_cloud_vpn.openbsd import (
     proposal_problems,
     psk_problem_text,
 )
+from cross_cloud_vpn.openbsd.platform import DEFAULT_AWS_INSTANCE_TYPE, instance_type_problem
 
 PROJECT = "cross-cloud-vpn"
 #: The smallest gateway subnet: Azure and AWS both reserve the first four and the last
@@ -80,6 +81,7 @@ class AwsSettings:
     network: NetworkSettings
     availability_zone: str | None
     instance_type: str
+    image_has_ena: bool
     ami_id: str | None
     ami_owner: str | None
     ami_name_filter: str | None
@@ -103,8 +105,19 @@ class AzureSettings:
     network: NetworkSettings
     vm_size: str
     image_id: str | None
+    image_specialized: bool
     admin_user: str
     test_vm: AzureTestVm | None
+
+    @property
+    def images_resource_group_name(self) -> str:
+        """The resource group that ``imageFile`` imports the Azure image into."""
+        return images_resource_group_name(self.resource_group_name)
+
+
+def images_resource_group_name(resource_group_name: str) -> str:
+    """``<resourceGroupName>-images``: where an ``imageFile`` becomes an Azure managed image."""
+    return f"{resource_group_name}-images"
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,7 @@ class TunnelSettings:
     dpd_interval: int
     aws_role: Role
     azure_role: Role
+    require_up: bool
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,7 @@ _AWS_KEYS = (
     "gatewayPrivateIp",
     "availabilityZone",
     "instanceType",
+    "imageHasEna",
     "amiId",
     "amiOwner",
     "amiNameFilter",
@@ -199,11 +214,14 @@ _AZURE_KEYS = (
     "gatewayPrivateIp",
     "vmSize",
     "imageId",
+    "imageSpecialized",
     "adminUser",
     "testVm",
 )
 _AZURE_TEST_VM_KEYS = ("vmSize", "imagePublisher", "imageOffer", "imageSku", "imageVersion")
-_TUNNEL_KEYS = ("authMode", "ikeProposal", "childProposals", "dpdInterval", "awsRole", "azureRole")
+_TUNNEL_KEYS = (
+    "authMode", "ikeProposal", "childProposals", "dpdInterval", "awsRole", "azureRole", "requireUp",
+)
 
 
 def known_keys() -> list[str]:
@@ -374,7 +392,16 @@ def _cidrs(reader: _Reader, values: tuple[str, ...], key: str) -> tuple[str, ...
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
-_RG_NAME = re.compile(r"^[-\w.()]{1,89}[-\w()]$")
+_RG_NAME = re.compile(r"^[-\w.()]*[-\w()]$")
+#: A resource group name has 1-90 characters: "Naming rules and restrictions for Azure resources",
+#: https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules#microsoftresources
+AZURE_RESOURCE_GROUP_NAME_MAX = 90
+#: Tags per resource: 50 on AWS ("Tag restrictions",
+#: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html) and on Azure ("Limitations",
+#: https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources); 10 on an S3
+#: object (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-managing.html).
+MAX_TAGS_PER_RESOURCE = 50
+MAX_TAGS_PER_S3_OBJECT = 10
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -609,13 +636,25 @@ def _parse_aws(reader: _Reader, image_file_set: bool) -> AwsSettings | None:
             )
             or "debian-12-amd64-*",
         )
+    instance_type = (
+        reader.get(raw, "instanceType", str, DEFAULT_AWS_INSTANCE_TYPE, "aws.instanceType")
+        or DEFAULT_AWS_INSTANCE_TYPE
+    )
+    image_has_ena = bool(reader.get(raw, "imageHasEna", bool, False, "aws.imageHasEna"))
+    type_problem = None if image_has_ena else instance_type_problem(instance_type)
+    if type_problem:
+        reader.problem(
+            f"'{reader.name('aws.instanceType')}' is {instance_type!r}: {type_problem}; or, if your "
+            f"image has its own ENA driver, set '{reader.name('aws.imageHasEna')}' to true"
+        )
     if region is None or network is None:
         return None
     return AwsSettings(
         region=region,
         network=network,
         availability_zone=reader.get(raw, "availabilityZone", str, None, "aws.availabilityZone"),
-        instance_type=reader.get(raw, "instanceType", str, "t3.small", "aws.instanceType") or "t3.small",
+        instance_type=instance_type,
+        image_has_ena=image_has_ena,
         ami_id=ami_id,
         ami_owner=owner,
         ami_name_filter=name_filter,
@@ -636,6 +675,20 @@ def _parse_azure(reader: _Reader, image_file_set: bool) -> AzureSettings | None:
         "azure.resourceGroupName",
         "the resource group to create, like 'ccvpn-dev' (with vnetId: an existing one for the gateway)",
     )
+    if rg is not None and len(rg) > AZURE_RESOURCE_GROUP_NAME_MAX:
+        reader.problem(
+            f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: {len(rg)} characters, and Azure "
+            f"takes at most {AZURE_RESOURCE_GROUP_NAME_MAX} for a resource group name"
+        )
+    elif rg is not None and image_file_set and (
+        len(images := images_resource_group_name(rg)) > AZURE_RESOURCE_GROUP_NAME_MAX
+    ):
+        reader.problem(
+            f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: with '{reader.name('imageFile')}' "
+            f"the image goes to the resource group {images!r}, {len(images)} characters, over Azure's "
+            f"limit of {AZURE_RESOURCE_GROUP_NAME_MAX}; use at most "
+            f"{AZURE_RESOURCE_GROUP_NAME_MAX - len(images) + len(rg)} characters"
+        )
     if rg is not None and not _RG_NAME.fullmatch(rg):
         reader.problem(
             f"'{reader.name('azure.resourceGroupName')}' is {rg!r}: use letters, digits, "
@@ -681,6 +734,7 @@ def _parse_azure(reader: _Reader, image_file_set: bool) -> AzureSettings | None:
         network=network,
         vm_size=reader.get(raw, "vmSize", str, "Standard_B2s", "azure.vmSize") or "Standard_B2s",
         image_id=image_id,
+        image_specialized=bool(reader.get(raw, "imageSpecialized", bool, False, "azure.imageSpecialized")),
         admin_user=admin_user,
         test_vm=test_vm,
     )
@@ -760,6 +814,7 @@ def _parse_tunnel(reader: _Reader) -> TunnelSettings:
         dpd_interval=dpd,
         aws_role=aws_role,
         azure_role=azure_role,
+        require_up=bool(reader.get(raw, "requireUp", bool, True, "tunnel.requireUp")),
     )
 
 
@@ -804,6 +859,7 @@ def parse_settings(
     tags_raw = _tags(reader)
     image_file = _image_file(reader)
     image_file_set = reader.top.get("imageFile") is not None
+    _check_tag_count(reader, {"project": PROJECT, "stack": stack, **tags_raw}, image_file_set)
     aws = _parse_aws(reader, image_file_set)
     azure = _parse_azure(reader, image_file_set)
     access = _parse_access(reader)
@@ -844,6 +900,24 @@ def _tags(reader: _Reader) -> dict[str, str]:
         reader.problem(f"'{reader.name('tags')}' must be an object of string values, got {raw!r}")
         return {}
     return {str(k): v for k, v in value.items()}
+
+
+def _check_tag_count(reader: _Reader, tags: Mapping[str, str], image_file_set: bool) -> None:
+    """Every resource gets the stack's tags and one of its own (AWS ``Name``, an image's hash)."""
+    limit = MAX_TAGS_PER_S3_OBJECT if image_file_set else MAX_TAGS_PER_RESOURCE
+    if len(tags) < limit:
+        return
+    why = (
+        f"with '{reader.name('imageFile')}' the disk image's S3 object gets all of them (the AWS "
+        f"provider's default tags) and its ImageSha256 tag, and S3 takes at most {limit} tags per object"
+        if image_file_set
+        else "every resource gets them and one tag of its own (Name on AWS, the image hash on Azure), "
+        f"and AWS and Azure take at most {limit} tags per resource"
+    )
+    reader.problem(
+        f"'{reader.name('tags')}' makes {len(tags)} tags with project and stack: {why}; "
+        f"use at most {limit - 1}, project and stack included"
+    )
 
 
 def load_settings() -> StackSettings:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from cross_cloud_vpn.lab_cloud import Evaluation, Registration, evaluate
+from cross_cloud_vpn.openbsd.platform import instance_type_problem
 from cross_cloud_vpn.program import build
 from cross_cloud_vpn.stack_file import read_stack_file
 from tests.conftest import DEV_STACK, PSK, REPO
@@ -133,6 +134,14 @@ def encrypted_volumes(reg: Registration, _: Facts) -> list[str]:
     problems += [f"EBS block device {d.get('deviceName')} not encrypted"
                  for d in reg.inputs.get("ebsBlockDevices") or [] if not d.get("encrypted")]
     return problems
+
+
+def openbsd_instance_family(reg: Registration, _: Facts) -> list[str]:
+    """The OpenBSD gateway (not the Linux test VM) runs on a type whose network OpenBSD drives."""
+    if not reg.name.endswith("-gateway"):
+        return []
+    problem = instance_type_problem(str(reg.inputs.get("instanceType")))
+    return [f"instanceType {reg.inputs.get('instanceType')!r}: {problem}"] if problem else []
 
 
 def imds_hop_limit(reg: Registration, _: Facts) -> list[str]:
@@ -283,8 +292,14 @@ RULES: list[Rule] = [
          "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-instance-metadata-options.html",
          frozenset({"aws:ec2/instance:Instance"}), imds_hop_limit,
          fake("aws:ec2/instance:Instance", metadataOptions={"httpTokens": "optional"})),
-    # --- instance families: the aws.instanceType rule (Xen-based types only, OpenBSD has no
-    # ENA driver) goes here, with its source and a Nitro instance as its violation. ---
+    # --- instance families -----------------------------------------------------------------------
+    Rule("openbsd gateway on a xen-based instance family",
+         # "All Nitro-based instances use ENA"; OpenBSD has no ENA driver, its xnf(4) switches a
+         # Xen instance's interfaces to Netfront. The Debian test VM may use any family.
+         "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/enhanced-networking.html, "
+         "https://man.openbsd.org/xnf.4",
+         frozenset({"aws:ec2/instance:Instance"}), openbsd_instance_family,
+         fake("aws:ec2/instance:Instance", name="ccvpn-dev-aws-gateway", instanceType="t3.small")),
 ]
 
 #: The AWS provider's default tags for the violations: the tag-count rules must count them.

@@ -39,6 +39,18 @@ def _top(key: str, value: str | None) -> Callable[[Values], None]:
     return mutate
 
 
+def _image_file(values: Values) -> None:
+    """``imageFile`` instead of the image ids (the checks below do not need the file to exist)."""
+    _set("aws", amiOwner=None, amiNameFilter=None)(values)
+    _set("azure", imageId=None)(values)
+    values[P + "imageFile"] = "images/openbsd-7.6-amd64.raw"
+
+
+def _tags(count: int) -> Callable[[Values], None]:
+    """``count`` tags of the user's own (project and stack come on top)."""
+    return _top("tags", json.dumps({f"tag{i}": "x" for i in range(count)}))
+
+
 # (case id, mutation, secret keys to drop, fragments every one of which the message must hold)
 BAD_INPUTS: list[tuple[str, Callable[[Values], None], set[str], tuple[str, ...]]] = [
     ("prefix_over_33", _set("aws", vpcCidr="10.0.0.0/33"), set(), ("aws.vpcCidr", "10.0.0.0/33")),
@@ -94,6 +106,21 @@ BAD_INPUTS: list[tuple[str, Callable[[Values], None], set[str], tuple[str, ...]]
      ("cross-cloud-vpn:aws.vpcCIDR", "did you mean 'cross-cloud-vpn:aws.vpcCidr'")),
     ("prefix_invalid", _top("prefix", "Bad_Prefix"), set(), ("prefix", "Bad_Prefix")),
     ("admin_user_invalid", _set("azure", adminUser="Root User"), set(), ("azure.adminUser", "'Root User'")),
+    ("resource_group_name_over_90", _set("azure", resourceGroupName="g" * 91), set(),
+     ("azure.resourceGroupName", "g" * 91, "91 characters", "at most 90")),
+    ("images_resource_group_over_90",
+     lambda v: (_image_file(v), _set("azure", resourceGroupName="g" * 84)(v)), set(),
+     ("azure.resourceGroupName", "g" * 84, f"'{'g' * 84}-images', 91 characters", "90", "at most 83")),
+    ("tags_over_50", _tags(48), set(), ("cross-cloud-vpn:tags", "50 tags", "at most 49")),
+    ("tags_over_10_on_the_image_object", lambda v: (_image_file(v), _tags(8)(v)), set(),
+     ("cross-cloud-vpn:tags", "10 tags", "S3 object", "at most 9")),
+    ("nitro_instance_type", _set("aws", instanceType="t3.small"), set(),
+     ("aws.instanceType", "'t3.small'", "ENA", "t2, m4, c4", "aws.imageHasEna")),
+    ("nitro_family_named_like_a_xen_one", _set("aws", instanceType="i3en.large"), set(),
+     ("aws.instanceType", "'i3en.large'", "'i3en'", "ENA")),
+    ("image_has_ena_not_a_bool", _set("aws", imageHasEna="yes"), set(), ("aws.imageHasEna", "'yes'")),
+    ("require_up_not_a_bool", _set("tunnel", requireUp="sometimes"), set(),
+     ("tunnel.requireUp", "'sometimes'")),
 ]
 
 
@@ -139,6 +166,18 @@ def test_dev_stack_parses_with_documented_defaults(dev_config: tuple[Values, set
     assert settings.tunnel.auth_mode == "pubkey" and settings.tunnel.psk is None
     assert (settings.tunnel.aws_role, settings.tunnel.azure_role) == ("active", "active")
     assert settings.tags["stack"] == "dev" and settings.tags["owner"] == "network-team"
+
+
+def test_gateway_defaults_to_a_xen_instance_type_and_a_nitro_one_needs_the_ena_opt_in(
+    dev_config: tuple[Values, set[str]]
+) -> None:
+    values, secrets = dev_config
+    _set("aws", instanceType=None)(values)
+    settings = parse_settings(values, secrets)
+    assert settings.aws.instance_type == "t2.small" and not settings.aws.image_has_ena
+    assert settings.tunnel.require_up and not settings.azure.image_specialized
+    _set("aws", instanceType="m6i.large", imageHasEna=True)(values)
+    assert parse_settings(values, secrets).aws.instance_type == "m6i.large"
 
 
 def test_secret_values_never_show_in_repr(dev_config: tuple[Values, set[str]]) -> None:
