@@ -69,7 +69,8 @@ _TRANSFORMS: dict[str, dict[str, frozenset[str]]] = {
         ),
         "auth": _HMACS,
         "prf": _HMACS,
-        # `group none` is for child SAs (no PFS); an IKE SA always needs a key exchange.
+        # `group none` (no PFS) and esn/noesn are for child SAs: parse.y's create_ike() refuses
+        # them in an ikesa ('IKE group can not be "none"', "cannot use ESN with ikesa").
         "group": _GROUPS,
     },
     # childsa: ipsecencxfs has no 12-byte-ICV GCM; `prf` means nothing for a child SA, so it is
