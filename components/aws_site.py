@@ -34,7 +34,7 @@ class AwsSiteArgs(TypedDict):
     admin_cidrs: Sequence[str]
     """Networks allowed to SSH to the gateway."""
     ssh_public_key: pulumi.Input[str]
-    """RSA public key of the admin user."""
+    """OpenSSH public key of the admin user: ``ssh-ed25519``, or ``ssh-rsa`` of 2048+ bits."""
     ami_id: pulumi.Input[str]
     """The OpenBSD AMI."""
     gateway_private_ip: NotRequired[str | None]

@@ -48,7 +48,7 @@ class AzureSiteArgs(TypedDict):
     admin_cidrs: Sequence[str]
     """Networks allowed to SSH to the gateway."""
     ssh_public_key: pulumi.Input[str]
-    """RSA public key of the admin user (Azure takes RSA only)."""
+    """OpenSSH public key of the admin user: ``ssh-ed25519``, or ``ssh-rsa`` of 2048+ bits."""
     image_id: pulumi.Input[str]
     """The OpenBSD managed image or gallery image version. A new id replaces the VM (Azure
     refuses to change it in place); the NIC and its addresses stay."""

@@ -19,7 +19,11 @@ REFERENCE: dict[str, tuple[str, str]] = {
     "tags": ("extra tags on every resource (project and stack are always added)", "`{}`"),
     "aws": ("the AWS side (object: the `aws.*` keys)", "required"),
     "azure": ("the Azure side (object: the `azure.*` keys)", "required"),
-    "sshPublicKey": ("RSA public key for both gateways' admin user (Azure takes RSA only)", "required"),
+    "sshPublicKey": (
+        "OpenSSH public key for both gateways' admin user: `ssh-ed25519`, or `ssh-rsa` of 2048 bits "
+        "or more (what both clouds take)",
+        "required",
+    ),
     "sshPrivateKey": ("its private key, for the SSH bootstrap — **secret**", "required"),
     "adminCidrs": ("networks allowed to SSH to the gateways", "required"),
     "allowSshFromAnywhere": ("opt-in needed for `0.0.0.0/0` in `adminCidrs`", "`false`"),

@@ -16,9 +16,10 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any, Literal, TypeVar, cast
 
+from cross_cloud_vpn import checks
+from cross_cloud_vpn.checks import GATEWAY_HOST_INDEX
 from cross_cloud_vpn.disk_image import DiskImageError, ImageInfo, inspect_image
 from cross_cloud_vpn.openbsd import (
     DEFAULT_CHILD_PROPOSALS,
@@ -30,10 +31,6 @@ from cross_cloud_vpn.openbsd import (
 from cross_cloud_vpn.openbsd.platform import DEFAULT_AWS_INSTANCE_TYPE, instance_type_problem
 
 PROJECT = "cross-cloud-vpn"
-#: The smallest gateway subnet: Azure and AWS both reserve the first four and the last
-#: address, and the gateway takes host number :data:`GATEWAY_HOST_INDEX`.
-MAX_GATEWAY_PREFIX = 28
-GATEWAY_HOST_INDEX = 10
 TEST_VM_HOST_INDEX = 20
 
 Role = Literal["active", "passive"]
@@ -276,6 +273,11 @@ class _Reader:
     def name(key: str) -> str:
         return f"{PROJECT}:{key}"
 
+    @classmethod
+    def label(cls, key: str) -> str:
+        """How a message names a key: quoted, with the namespace."""
+        return f"'{cls.name(key)}'"
+
     def _check_unknown(self, obj: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
         for key in obj:
             if key not in known:
@@ -373,17 +375,11 @@ def _cidr(reader: _Reader, value: str | None, key: str) -> str | None:
     """A valid IPv4 network, or None after recording why not."""
     if value is None:
         return None
-    try:
-        return str(ipaddress.IPv4Network(value, strict=True))
-    except ValueError:
-        pass
-    try:
-        loose = ipaddress.IPv4Network(value, strict=False)
-    except ValueError:
-        reader.problem(f"'{reader.name(key)}' is {value!r}, not an IPv4 CIDR; write it like '10.0.0.0/16'")
+    problem = checks.cidr_problem(reader.label(key), value)
+    if problem:
+        reader.problem(problem)
         return None
-    reader.problem(f"'{reader.name(key)}' is {value!r}, which has host bits set; did you mean '{loose}'?")
-    return None
+    return str(ipaddress.IPv4Network(value))
 
 
 def _cidrs(reader: _Reader, values: tuple[str, ...], key: str) -> tuple[str, ...]:
@@ -402,7 +398,6 @@ AZURE_RESOURCE_GROUP_NAME_MAX = 90
 #: object (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-managing.html).
 MAX_TAGS_PER_RESOURCE = 50
 MAX_TAGS_PER_S3_OBJECT = 10
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def _site_networks(
@@ -427,30 +422,17 @@ def _site_networks(
         reader.str_list(raw, "workloadSubnetCidrs", f"{side}.workloadSubnetCidrs"),
         f"{side}.workloadSubnetCidrs",
     )
-    if gw is not None and ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX:
-        reader.problem(
-            f"'{reader.name(side + '.gatewaySubnetCidr')}' is {gw!r}; a gateway subnet must be "
-            f"/{MAX_GATEWAY_PREFIX} or larger (the gateway takes host .{GATEWAY_HOST_INDEX})"
-        )
-    if net is not None:
-        outer = ipaddress.IPv4Network(net)
-        labelled = [(f"{side}.gatewaySubnetCidr", gw)] + [
-            (f"{side}.workloadSubnetCidrs[{i}]", w) for i, w in enumerate(workloads)
-        ]
-        for key, sub in labelled:
-            if sub is not None and not ipaddress.IPv4Network(sub).subnet_of(outer):
-                reader.problem(
-                    f"'{reader.name(key)}' is {sub!r}, outside '{reader.name(side + '.' + net_key)}'"
-                    f" {net!r}; pick a subnet inside it"
-                )
+    gw_label = reader.label(f"{side}.gatewaySubnetCidr")
+    size = None if gw is None else checks.gateway_subnet_problem(gw_label, gw)
+    if size:
+        reader.problem(size)
     subnets = [(f"{side}.gatewaySubnetCidr", gw)] + [
         (f"{side}.workloadSubnetCidrs[{i}]", w) for i, w in enumerate(workloads)
     ]
-    for (ka, a), (kb, b) in combinations([(k, v) for k, v in subnets if v is not None], 2):
-        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
-            reader.problem(
-                f"'{reader.name(ka)}' {a!r} overlaps '{reader.name(kb)}' {b!r}; subnets must not overlap"
-            )
+    reader.problems += checks.subnet_layout_problems(
+        None if net is None else (reader.label(f"{side}.{net_key}"), net),
+        [(reader.label(k), v) for k, v in subnets if v is not None],
+    )
     return net, gw, workloads
 
 
@@ -506,30 +488,24 @@ def _parse_network(
         return f"{side}.{key}"
 
     fixed_ip = reader.get(raw, "gatewayPrivateIp", str, None, full("gatewayPrivateIp"))
-    if fixed_ip is not None:
-        try:
-            ipaddress.IPv4Address(fixed_ip)
-        except ValueError:
-            reader.problem(f"'{reader.name(full('gatewayPrivateIp'))}' is {fixed_ip!r}, not an IPv4 address")
-            fixed_ip = None
+    ip_label = reader.label(full("gatewayPrivateIp"))
+    bad_ip = None if fixed_ip is None else checks.address_problem(ip_label, fixed_ip)
+    if bad_ip:
+        reader.problem(bad_ip)
+        fixed_ip = None
     byo_set = [k for k in (keys.existing, "gatewaySubnetId", keys.route_tables) if raw.get(k) is not None]
     if not byo_set:
         net, gw, workloads = _site_networks(reader, side, raw, keys.cidr)
-        if (
-            fixed_ip is not None
-            and gw is not None
-            and ipaddress.IPv4Address(fixed_ip) not in (ipaddress.IPv4Network(gw))
-        ):
-            reader.problem(
-                f"'{reader.name(full('gatewayPrivateIp'))}' is {fixed_ip!r}, outside "
-                f"'{reader.name(full('gatewaySubnetCidr'))}' {gw!r}"
+        outside = (
+            None
+            if fixed_ip is None or gw is None
+            else checks.gateway_ip_problem(
+                reader.label(full("gatewayPrivateIp")), fixed_ip, reader.label(full("gatewaySubnetCidr")), gw
             )
-        if (
-            net is None
-            or gw is None
-            or not workloads
-            or (ipaddress.IPv4Network(gw).prefixlen > MAX_GATEWAY_PREFIX)
-        ):
+        )
+        if outside:
+            reader.problem(outside)
+        if net is None or gw is None or not workloads or checks.gateway_subnet_problem("", gw):
             return None
         return NetworkSettings(
             cidr=net,
@@ -587,8 +563,9 @@ def _parse_network(
 def _admin_user(reader: _Reader, raw: Mapping[str, Any], side: str, default: str) -> str:
     """The user with doas the bootstrap logs in as (each cloud's images have their own default)."""
     user = reader.get(raw, "adminUser", str, default, f"{side}.adminUser") or default
-    if not _USER.fullmatch(user):
-        reader.problem(f"'{reader.name(side + '.adminUser')}' is {user!r}, not a valid user name")
+    bad = checks.user_name_problem(reader.label(side + ".adminUser"), user)
+    if bad:
+        reader.problem(bad)
     return user
 
 
@@ -741,13 +718,11 @@ def _parse_azure(reader: _Reader, image_file_set: bool) -> AzureSettings | None:
 
 
 def _parse_access(reader: _Reader) -> AccessSettings | None:
-    how_pub = 'pulumi config set sshPublicKey "$(cat ~/.ssh/id_rsa.pub)"'
+    how_pub = 'pulumi config set sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"'
     pub = reader.required(reader.top, "sshPublicKey", "sshPublicKey", how_pub)
-    if pub is not None and not pub.startswith("ssh-rsa "):
-        reader.problem(
-            f"'{reader.name('sshPublicKey')}' starts with {pub.split(' ')[0]!r}; Azure takes only RSA "
-            "keys, so use an 'ssh-rsa ...' key (ssh-keygen -t rsa -b 4096)"
-        )
+    bad_key = None if pub is None else checks.ssh_public_key_problem(reader.label("sshPublicKey"), pub)
+    if bad_key:
+        reader.problem(bad_key)
     private = reader.secret(
         "sshPrivateKey", "pulumi config set --secret sshPrivateKey < ~/.ssh/id_rsa", required=True
     )
@@ -758,13 +733,11 @@ def _parse_access(reader: _Reader) -> AccessSettings | None:
         )
     admin = _cidrs(reader, reader.str_list(reader.top, "adminCidrs", "adminCidrs"), "adminCidrs")
     anywhere = reader.get(reader.top, "allowSshFromAnywhere", bool, False, "allowSshFromAnywhere")
-    for i, cidr in enumerate(admin):
-        if ipaddress.IPv4Network(cidr).prefixlen == 0 and not anywhere:
-            reader.problem(
-                f"'{reader.name(f'adminCidrs[{i}]')}' is {cidr!r}, which opens SSH to the whole "
-                f"internet; name your own network, or set '{reader.name('allowSshFromAnywhere')}' "
-                "to true if you really mean it"
-            )
+    reader.problems += checks.admin_cidr_problems(
+        [(reader.label(f"adminCidrs[{i}]"), c) for i, c in enumerate(admin)],
+        bool(anywhere),
+        reader.label("allowSshFromAnywhere"),
+    )
     if pub is None or private is None or not admin:
         return None
     return AccessSettings(ssh_public_key=pub, ssh_private_key=private, admin_cidrs=admin)
@@ -795,17 +768,18 @@ def _parse_tunnel(reader: _Reader) -> TunnelSettings:
         for why in proposal_problems(child, "child"):
             reader.problem(f"'{reader.name(f'tunnel.childProposals[{i}]')}' is {child!r}: {why}")
     dpd = reader.get(raw, "dpdInterval", int, DEFAULT_DPD_INTERVAL, "tunnel.dpdInterval")
-    if dpd is None or not 0 <= dpd <= 3600:
-        reader.problem(f"'{reader.name('tunnel.dpdInterval')}' is {dpd!r}; use 0 (off) to 3600 seconds")
+    bad_dpd = checks.dpd_problem(reader.label("tunnel.dpdInterval"), dpd)
+    if dpd is None or bad_dpd:
+        reader.problem(bad_dpd or f"{reader.label('tunnel.dpdInterval')} is missing")
         dpd = DEFAULT_DPD_INTERVAL
     roles = ("active", "passive")
     aws_role = cast(Role, reader.choice(raw, "awsRole", "tunnel.awsRole", roles, "active"))
     azure_role = cast(Role, reader.choice(raw, "azureRole", "tunnel.azureRole", roles, "active"))
-    if aws_role == azure_role == "passive":
-        reader.problem(
-            f"'{reader.name('tunnel.awsRole')}' and '{reader.name('tunnel.azureRole')}' are "
-            "both 'passive': no side would start the tunnel; keep at least one 'active'"
-        )
+    both = checks.roles_problem(
+        reader.label("tunnel.awsRole"), aws_role, reader.label("tunnel.azureRole"), azure_role
+    )
+    if both:
+        reader.problem(both)
     return TunnelSettings(
         auth_mode=mode,
         psk=psk,
@@ -827,13 +801,9 @@ def _network_cidrs(side: str, keys: _NetworkKeys, net: NetworkSettings) -> list[
 
 def overlap_problems(aws: list[tuple[str, str]], azure: list[tuple[str, str]]) -> list[str]:
     """Pairs of CIDRs across the sides that overlap, as messages naming both keys."""
-    return [
-        f"'{PROJECT}:{ka}' {a!r} overlaps '{PROJECT}:{kb}' {b!r}: the two sides must use separate "
-        "address ranges, or traffic cannot be routed between them"
-        for ka, a in aws
-        for kb, b in azure
-        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b))
-    ]
+    return checks.overlap_problems(
+        [(_Reader.label(k), c) for k, c in aws], [(_Reader.label(k), c) for k, c in azure]
+    )
 
 
 def _check_sides_apart(reader: _Reader, aws: AwsSettings | None, azure: AzureSettings | None) -> None:

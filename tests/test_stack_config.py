@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,14 @@ from cross_cloud_vpn.stack_config import ConfigProblems, parse_settings
 from tests.conftest import PSK
 
 Values = dict[str, str]
+#: A 1024-bit RSA public key (ssh-keygen -t rsa -b 1024): Azure takes 2048 bits or more.
+SHORT_RSA_KEY = (
+    "ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAAAgQC419xNFWTzwxpvUeUFIfiHldFr9bsNnrLS+9g6EvijLlNmT1bz02aZpuUcl4"
+    "0zUjDCRIQ4Ll2fnaHj4Aq+nMyZRYO42jCzMjcKFovW8IBwRF7RqAf1qG8P1BopGh78kVdTVRE3GfrJ1ay6Lw+WVhA8"
+    "FQrBqtyI2pIbQ+w0zPnsRw=="
+    " short"
+)
 P = "cross-cloud-vpn:"
 
 
@@ -81,8 +91,10 @@ BAD_INPUTS: list[tuple[str, Callable[[Values], None], set[str], tuple[str, ...]]
     ("azure_image_missing", _set("azure", imageId=None), set(), ("azure.imageId", "required")),
     ("azure_image_not_an_id", _set("azure", imageId="openbsd"), set(), ("azure.imageId", "'openbsd'")),
     ("ssh_public_key_missing", _top("sshPublicKey", None), set(), ("sshPublicKey", "required")),
-    ("ssh_public_key_not_rsa", _top("sshPublicKey", "ssh-ed25519 AAAAC3Nza test"), set(),
-     ("sshPublicKey", "ssh-ed25519", "RSA")),
+    ("ssh_public_key_dsa", _top("sshPublicKey", "ssh-dss AAAAB3NzaC1kc3MAAACBAP test"), set(),
+     ("sshPublicKey", "'ssh-dss'", "ssh-ed25519")),
+    ("ssh_public_key_rsa_1024_bits", _top("sshPublicKey", SHORT_RSA_KEY), set(),
+     ("sshPublicKey", "1024-bit", "2048")),
     ("ssh_private_key_missing", _top("sshPrivateKey", None), set(), ("sshPrivateKey", "required")),
     ("ssh_private_key_plain", lambda v: None, {P + "sshPrivateKey"}, ("sshPrivateKey", "--secret")),
     ("admin_anywhere_without_opt_in", _top("adminCidrs", '["0.0.0.0/0"]'), set(),
@@ -178,6 +190,16 @@ def test_gateway_defaults_to_a_xen_instance_type_and_a_nitro_one_needs_the_ena_o
     assert settings.tunnel.require_up and not settings.azure.image_specialized
     _set("aws", instanceType="m6i.large", imageHasEna=True)(values)
     assert parse_settings(values, secrets).aws.instance_type == "m6i.large"
+
+
+def test_ed25519_and_long_rsa_keys_are_taken_as_both_clouds_take_them(
+    dev_config: tuple[Values, set[str]], tmp_path: Path
+) -> None:
+    values, secrets = dev_config
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    values[P + "sshPublicKey"] = key.with_suffix(".pub").read_text().strip()
+    assert parse_settings(values, secrets).access.ssh_public_key.startswith("ssh-ed25519 ")
 
 
 def test_secret_values_never_show_in_repr(dev_config: tuple[Values, set[str]]) -> None:
