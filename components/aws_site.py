@@ -1,14 +1,27 @@
 """The AWS side: a VPC with an OpenBSD gateway behind an Elastic IP."""
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_aws as aws
 
+from cross_cloud_vpn import checks
 from cross_cloud_vpn.openbsd.platform import DEFAULT_AWS_INSTANCE_TYPE, instance_type_problem
 
-from .site import GatewayEndpointArgs, cidr_slug, host_cidr, network_mode_problems
+from .site import (
+    GatewayEndpointArgs,
+    checked,
+    checked_site_inputs,
+    cidr_slug,
+    common_site_problems,
+    for_each,
+    host_cidr,
+    joined,
+    listed,
+    network_mode_problems,
+    refuse,
+)
 
 
 class AwsTestVmArgs(TypedDict):
@@ -21,85 +34,109 @@ class AwsTestVmArgs(TypedDict):
 
 
 class AwsSiteArgs(TypedDict):
-    """Everything :class:`AwsSite` builds from. CIDRs are plain strings, known at preview.
+    """Everything :class:`AwsSite` builds from.
 
-    Either create a network (``vpc_cidr``, ``gateway_subnet_cidr``, ``workload_subnet_cidrs``)
-    or bring your own (``vpc_id``, ``gateway_subnet_id``, ``workload_route_table_ids`` and the
-    ``local_cidrs`` it carries, e.g. from ``aws.ec2.get_vpc``): then only the gateway, its
-    Elastic IP, security group and the routes to the remote networks are created.
+    Either create a network (``vpc_cidr``, ``gateway_subnet_cidr``, ``workload_subnet_cidrs``:
+    plain strings, known at preview) or bring your own (``vpc_id``, ``gateway_subnet_id``,
+    ``workload_route_table_ids`` and the ``local_cidrs`` it carries, e.g. from
+    ``aws.ec2.get_vpc_output``; Outputs welcome): then only the gateway, its Elastic IP,
+    security group and the routes to the remote networks are created. Every argument is checked
+    when the site is constructed (an Output as soon as it resolves).
     """
 
-    remote_cidrs: Sequence[str]
-    """The peer's networks: routed to the gateway, allowed through its security group."""
-    admin_cidrs: Sequence[str]
-    """Networks allowed to SSH to the gateway."""
+    remote_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """The peer's networks: routed to the gateway, allowed through its security group. They
+    must not overlap the local ones."""
+    admin_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Networks allowed to SSH to the gateway (your own public IP/32 at least)."""
+    allow_ssh_from_anywhere: NotRequired[bool | None]
+    """Needed for ``0.0.0.0/0`` in ``admin_cidrs``; default no."""
     ssh_public_key: pulumi.Input[str]
     """OpenSSH public key of the admin user: ``ssh-ed25519``, or ``ssh-rsa`` of 2048+ bits."""
     ami_id: pulumi.Input[str]
     """The OpenBSD AMI."""
     gateway_private_ip: NotRequired[str | None]
-    """Fixed private IP of the gateway; unset lets AWS pick one in the gateway subnet."""
+    """Fixed private IP of the gateway, inside the gateway subnet; unset lets AWS pick one."""
     instance_type: NotRequired[str | None]
     """Default ``t2.small``: a Xen-based type, since OpenBSD has no ENA driver (see ``image_has_ena``)."""
     image_has_ena: NotRequired[bool | None]
     """The image carries its own ENA driver, so a Nitro ``instance_type`` is allowed; default no."""
-    admin_user: NotRequired[str | None]
+    admin_user: NotRequired[pulumi.Input[str] | None]
     """User with doas on the image; default ``ec2-user``."""
     availability_zone: NotRequired[str | None]
+    """Zone of the created subnets; default: AWS picks."""
     tags: NotRequired[Mapping[str, str] | None]
+    """Tags on every resource that takes them (with ``Name``)."""
     test_vm: NotRequired[AwsTestVmArgs | None]
+    """A small Linux VM in the first workload subnet (create mode only)."""
     vpc_cidr: NotRequired[str | None]
     """Create: the VPC."""
     gateway_subnet_cidr: NotRequired[str | None]
     """Create: the gateway's public subnet."""
     workload_subnet_cidrs: NotRequired[Sequence[str] | None]
     """Create: subnets routed through the tunnel."""
-    vpc_id: NotRequired[str | None]
+    vpc_id: NotRequired[pulumi.Input[str] | None]
     """Bring your own: an existing VPC."""
-    gateway_subnet_id: NotRequired[str | None]
+    gateway_subnet_id: NotRequired[pulumi.Input[str] | None]
     """Bring your own: a public subnet for the gateway."""
-    workload_route_table_ids: NotRequired[Sequence[str] | None]
+    workload_route_table_ids: NotRequired[Sequence[pulumi.Input[str]] | None]
     """Bring your own: route tables that get a route per remote CIDR."""
-    local_cidrs: NotRequired[Sequence[str] | None]
-    """Bring your own: the networks behind the gateway (the VPC's CIDR blocks)."""
+    local_cidrs: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]] | None]
+    """Bring your own: the networks behind the gateway (the VPC's associated CIDR blocks)."""
 
 
 class AwsSite(pulumi.ComponentResource):
-    """VPC, subnets, routes, security group, Elastic IP and the OpenBSD gateway instance."""
+    """The AWS side of a tunnel: VPC (or yours), routes, security group, Elastic IP and the
+    OpenBSD gateway instance. Join it to a peer with :class:`Ikev2GatewayPair` through
+    :meth:`endpoint`."""
 
     site: str
-    """Always "aws"."""
-    admin_user: str
+    """Always "aws" (the default name of this side in a pair)."""
+    admin_user: pulumi.Output[str]
+    """The user with doas the bootstrap logs in as."""
     public_ip: pulumi.Output[str]
+    """The Elastic IP: the gateway's address for the peer and for SSH."""
     gateway_private_ip: pulumi.Output[str]
-    cidrs: pulumi.Output[list[str]]
+    """The gateway's own address (iked's ``local``)."""
+    local_cidrs: pulumi.Output[list[str]]
+    """The networks behind the gateway: the created workload subnets, or ``local_cidrs``."""
+    remote_cidrs: pulumi.Output[list[str]]
+    """The peer's networks, routed to the gateway."""
     instance_id: pulumi.Output[str]
     """The gateway instance: a new id means a new machine, which the pair configures again."""
     vpc_id: pulumi.Output[str]
+    """The VPC: created, or yours."""
     security_group_id: pulumi.Output[str]
+    """The gateway's security group (the pair adds the peer-only IKE rules to it)."""
     test_vm_private_ip: pulumi.Output[str | None]
+    """The test VM's address, if there is one."""
     gateway_ready: pulumi.Output[str]
     """The Elastic IP association: exists once the gateway is reachable at ``public_ip``."""
 
     def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Check ``args`` (every problem at once, before any child), then build the AWS side."""
         super().__init__("cross-cloud-vpn:index:AwsSite", name, None, opts)
+        component = f"AwsSite {name!r}"
         problems = network_mode_problems(args, "vpc_cidr", "vpc_id", "workload_route_table_ids")
         instance_type = args.get("instance_type") or DEFAULT_AWS_INSTANCE_TYPE
         type_problem = None if args.get("image_has_ena") else instance_type_problem(instance_type)
         if type_problem:
-            problems.append(f"instance_type {instance_type!r}: {type_problem}, or set image_has_ena")
-        if problems:
-            raise ValueError(f"AwsSite {name}: {'; '.join(problems)}")
+            problems.append(f"'instance_type' is {instance_type!r}: {type_problem}; or set 'image_has_ena'")
+        refuse(component, problems or common_site_problems(args, "vpc_cidr"))
         child = pulumi.ResourceOptions(parent=self)
         self.site = "aws"
-        self.admin_user = args.get("admin_user") or "ec2-user"
+        self.admin_user = pulumi.Output.from_input(
+            checked(component, args.get("admin_user") or "ec2-user",
+                    lambda u: listed(checks.user_name_problem("'admin_user'", u)))
+        )
         tags = dict(args.get("tags") or {})
-        remote_cidrs = list(args["remote_cidrs"])
+        local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key = checked_site_inputs(
+            component, args, "vpc_cidr"
+        )
 
         def tagged(suffix: str) -> dict[str, str]:
             return {**tags, "Name": f"{name}-{suffix}"}
 
-        local_cidrs = list(args.get("local_cidrs") or args.get("workload_subnet_cidrs") or [])
         internet: list[pulumi.Resource] = []
         if args.get("vpc_id"):
             vpc_id: pulumi.Input[str] = args.get("vpc_id") or ""
@@ -123,8 +160,9 @@ class AwsSite(pulumi.ComponentResource):
         )
         # Rules, routes and subnets are named after their CIDR, not their place in a list: an
         # entry added or removed touches only its own resources.
-        for cidr in args["admin_cidrs"]:
-            aws.vpc.SecurityGroupIngressRule(
+        for_each(
+            admin_cidrs,
+            lambda cidr: aws.vpc.SecurityGroupIngressRule(
                 f"{name}-ssh-{cidr_slug(cidr)}",
                 security_group_id=sg.id,
                 ip_protocol="tcp",
@@ -133,17 +171,20 @@ class AwsSite(pulumi.ComponentResource):
                 cidr_ipv4=cidr,
                 description="SSH from an admin network",
                 opts=child,
-            )
-        forwarded = [*local_cidrs, *remote_cidrs]
-        for cidr in forwarded:
-            aws.vpc.SecurityGroupIngressRule(
+            ),
+        )
+        forwarded = joined(local_cidrs, remote_cidrs)
+        for_each(
+            forwarded,
+            lambda cidr: aws.vpc.SecurityGroupIngressRule(
                 f"{name}-forward-{cidr_slug(cidr)}",
                 security_group_id=sg.id,
                 ip_protocol="-1",
                 cidr_ipv4=cidr,
                 description="traffic the gateway forwards between the sites",
                 opts=child,
-            )
+            ),
+        )
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-egress",
             security_group_id=sg.id,
@@ -154,7 +195,7 @@ class AwsSite(pulumi.ComponentResource):
         )
 
         key = aws.ec2.KeyPair(
-            f"{name}-key", public_key=args["ssh_public_key"], tags=tagged("key"), opts=child
+            f"{name}-key", public_key=ssh_public_key, tags=tagged("key"), opts=child
         )
         instance = aws.ec2.Instance(
             f"{name}-gateway",
@@ -198,14 +239,16 @@ class AwsSite(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=internet, delete_before_replace=True),
         )
         for t, table_id in enumerate(workload_route_table_ids):
-            for cidr in remote_cidrs:
-                aws.ec2.Route(
+            for_each(
+                remote_cidrs,
+                lambda cidr, t=t, table_id=table_id: aws.ec2.Route(  # type: ignore[misc]
                     f"{name}-to-{cidr_slug(cidr)}" if t == 0 else f"{name}-rt{t}-to-{cidr_slug(cidr)}",
                     route_table_id=table_id,
                     destination_cidr_block=cidr,
                     network_interface_id=instance.primary_network_interface_id,
                     opts=child,
-                )
+                ),
+            )
 
         self.test_vm_private_ip = pulumi.Output.from_input(None)
         test_vm = args.get("test_vm")
@@ -216,14 +259,15 @@ class AwsSite(pulumi.ComponentResource):
                 vpc_id,
                 workload_subnet_ids[0],
                 key.key_name,
-                [args.get("gateway_subnet_cidr") or "", *forwarded],
+                joined([args.get("gateway_subnet_cidr") or ""], forwarded),
                 tagged,
                 child,
             )
 
         self.public_ip = eip.public_ip
         self.gateway_private_ip = instance.private_ip
-        self.cidrs = pulumi.Output.from_input(local_cidrs)
+        self.local_cidrs = pulumi.Output.from_input(local_cidrs).apply(list)
+        self.remote_cidrs = pulumi.Output.from_input(remote_cidrs).apply(list)
         self.instance_id = instance.id
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.security_group_id = sg.id
@@ -232,7 +276,9 @@ class AwsSite(pulumi.ComponentResource):
             {
                 "public_ip": self.public_ip,
                 "gateway_private_ip": self.gateway_private_ip,
-                "cidrs": self.cidrs,
+                "admin_user": self.admin_user,
+                "local_cidrs": self.local_cidrs,
+                "remote_cidrs": self.remote_cidrs,
                 "instance_id": self.instance_id,
                 "vpc_id": self.vpc_id,
                 "security_group_id": self.security_group_id,
@@ -241,17 +287,20 @@ class AwsSite(pulumi.ComponentResource):
             }
         )
 
-    def endpoint(self) -> GatewayEndpointArgs:
-        """This gateway as :class:`Ikev2GatewayPair` takes it."""
+    def endpoint(self, site: str | None = None) -> GatewayEndpointArgs:
+        """This gateway as :class:`Ikev2GatewayPair` takes it; ``site`` renames the side (two AWS
+        sites in one pair need two names), default ``"aws"``."""
         return GatewayEndpointArgs(
-            site=self.site,
+            site=site or self.site,
             admin_user=self.admin_user,
             public_ip=self.public_ip,
             gateway_private_ip=self.gateway_private_ip,
-            cidrs=self.cidrs,
+            local_cidrs=self.local_cidrs,
+            remote_cidrs=self.remote_cidrs,
             gateway_ready=self.gateway_ready,
             machine_id=self.instance_id,
             aws_security_group_id=self.security_group_id,
+            aws_provider=cast(aws.Provider | None, self.get_provider("aws::")),
         )
 
     def _network(
@@ -324,7 +373,7 @@ class AwsSite(pulumi.ComponentResource):
         vpc_id: pulumi.Input[str],
         subnet_id: pulumi.Input[str],
         key_name: pulumi.Input[str],
-        sources: list[str],
+        sources: pulumi.Input[Sequence[str]],
         tagged: Callable[[str], dict[str, str]],
         child: pulumi.ResourceOptions,
     ) -> pulumi.Output[str | None]:
@@ -338,14 +387,16 @@ class AwsSite(pulumi.ComponentResource):
             description="cross-cloud-vpn test VM: anything from the networks of both sites",
             opts=child,
         )
-        for cidr in sources:
-            aws.vpc.SecurityGroupIngressRule(
+        for_each(
+            sources,
+            lambda cidr: aws.vpc.SecurityGroupIngressRule(
                 f"{name}-test-vm-{cidr_slug(cidr)}",
                 security_group_id=vm_sg.id,
                 ip_protocol="-1",
                 cidr_ipv4=cidr,
                 opts=child,
-            )
+            ),
+        )
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-test-vm-egress",
             security_group_id=vm_sg.id,

@@ -1,12 +1,28 @@
 """The Azure side: a VNet with an OpenBSD gateway behind a static Standard public IP."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_azure_native as azure
 
-from .site import GatewayEndpointArgs, cidr_slug, host_cidr, network_mode_problems
+from cross_cloud_vpn import checks
+
+from .site import (
+    ComponentInputError,
+    GatewayEndpointArgs,
+    checked,
+    checked_site_inputs,
+    cidr_slug,
+    common_site_problems,
+    for_each,
+    host_cidr,
+    is_plain,
+    joined,
+    listed,
+    network_mode_problems,
+    refuse,
+)
 
 # NSG rule priorities: the site's own rules, then the pair's peer rules.
 SSH_PRIORITY = 100
@@ -35,18 +51,24 @@ class AzureSiteArgs(TypedDict):
 
     Either create a network (``vnet_cidr``, ``gateway_subnet_cidr``, ``workload_subnet_cidrs``;
     the resource group ``resource_group_name`` is created too) or bring your own (``vnet_id``,
-    ``gateway_subnet_id``, ``workload_route_table_id`` and the ``local_cidrs`` it carries, e.g.
-    from ``network.get_virtual_network``): then nothing but the gateway, its public IP, NSG and
-    the routes to the remote networks is created, in the existing ``resource_group_name``.
+    ``gateway_subnet_id``, ``workload_route_table_ids`` and the ``local_cidrs`` it carries, e.g.
+    from ``network.get_virtual_network_output``; Outputs welcome): then nothing but the gateway,
+    its public IP, NSG and the routes to the remote networks is created, in the existing
+    ``resource_group_name``. Every argument is checked when the site is constructed (an Output
+    as soon as it resolves).
     """
 
     location: str
+    """The Azure region, e.g. ``westeurope``."""
     resource_group_name: str
     """Create: the group to create; bring your own: an existing group for the gateway."""
-    remote_cidrs: Sequence[str]
-    """The peer's networks: routed to the gateway, allowed through the NSGs."""
-    admin_cidrs: Sequence[str]
-    """Networks allowed to SSH to the gateway."""
+    remote_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """The peer's networks: routed to the gateway, allowed through the NSGs. They must not
+    overlap the local ones."""
+    admin_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Networks allowed to SSH to the gateway (your own public IP/32 at least)."""
+    allow_ssh_from_anywhere: NotRequired[bool | None]
+    """Needed for ``0.0.0.0/0`` in ``admin_cidrs``; default no."""
     ssh_public_key: pulumi.Input[str]
     """OpenSSH public key of the admin user: ``ssh-ed25519``, or ``ssh-rsa`` of 2048+ bits."""
     image_id: pulumi.Input[str]
@@ -57,26 +79,29 @@ class AzureSiteArgs(TypedDict):
     profile (Azure refuses one), so the admin user and its SSH key must be in the image already.
     Default no: a *generalized* image, whose provisioning agent must report "ready"."""
     gateway_private_ip: NotRequired[str | None]
-    """Fixed private IP of the gateway; unset lets Azure pick one in the gateway subnet."""
+    """Fixed private IP of the gateway, inside the gateway subnet; unset lets Azure pick one."""
     vm_size: NotRequired[str | None]
-    """Default ``Standard_B2s``."""
-    admin_user: NotRequired[str | None]
+    """Default ``Standard_B2s`` (a Generation 1 VM: OpenBSD's hyperv(4) does not run Generation 2)."""
+    admin_user: NotRequired[pulumi.Input[str] | None]
     """User with doas on the image; default ``azure-user``."""
     tags: NotRequired[Mapping[str, str] | None]
+    """Tags on every resource that takes them."""
     test_vm: NotRequired[AzureTestVmArgs | None]
+    """A small Linux VM in the first workload subnet (create mode only)."""
     vnet_cidr: NotRequired[str | None]
     """Create: the VNet."""
     gateway_subnet_cidr: NotRequired[str | None]
     """Create: the gateway's subnet."""
     workload_subnet_cidrs: NotRequired[Sequence[str] | None]
     """Create: subnets routed through the tunnel."""
-    vnet_id: NotRequired[str | None]
+    vnet_id: NotRequired[pulumi.Input[str] | None]
     """Bring your own: an existing VNet."""
-    gateway_subnet_id: NotRequired[str | None]
+    gateway_subnet_id: NotRequired[pulumi.Input[str] | None]
     """Bring your own: the gateway's subnet."""
-    workload_route_table_id: NotRequired[str | None]
-    """Bring your own: the route table the workload subnets already use; the routes are added to it."""
-    local_cidrs: NotRequired[Sequence[str] | None]
+    workload_route_table_ids: NotRequired[Sequence[pulumi.Input[str]] | None]
+    """Bring your own: the route tables the workload subnets already use (resource ids); a route
+    per remote CIDR is added to each."""
+    local_cidrs: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]] | None]
     """Bring your own: the networks behind the gateway (the VNet's address space)."""
 
 
@@ -91,34 +116,53 @@ def resource_id_part(resource_id: str, kind: str) -> str:
 
 
 class AzureSite(pulumi.ComponentResource):
-    """Resource group, VNet, subnets, NSGs, route table, public IP, NIC and the OpenBSD VM."""
+    """The Azure side of a tunnel: resource group, VNet (or yours), NSGs, routes, a static
+    public IP, NIC and the OpenBSD VM. Join it to a peer with :class:`Ikev2GatewayPair` through
+    :meth:`endpoint`."""
 
     site: str
-    """Always "azure"."""
-    admin_user: str
+    """Always "azure" (the default name of this side in a pair)."""
+    admin_user: pulumi.Output[str]
+    """The user with doas the bootstrap logs in as."""
     public_ip: pulumi.Output[str]
+    """The static Standard public IP: the gateway's address for the peer and for SSH."""
     gateway_private_ip: pulumi.Output[str]
-    cidrs: pulumi.Output[list[str]]
+    """The gateway's own address (iked's ``local``; the next hop of the routes)."""
+    local_cidrs: pulumi.Output[list[str]]
+    """The networks behind the gateway: the created workload subnets, or ``local_cidrs``."""
+    remote_cidrs: pulumi.Output[list[str]]
+    """The peer's networks, routed to the gateway."""
     vm_id: pulumi.Output[str]
     """The gateway VM: a new id means a new machine, which the pair configures again."""
     resource_group_name: pulumi.Output[str]
+    """The gateway's resource group."""
     gateway_nsg_name: pulumi.Output[str]
+    """The gateway's NSG (the pair adds the peer-only IKE rules to it)."""
     test_vm_private_ip: pulumi.Output[str | None]
+    """The test VM's address, if there is one."""
     gateway_ready: pulumi.Output[str]
     """The gateway VM's id: exists once the VM and its public IP do."""
 
     def __init__(self, name: str, args: AzureSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        """Check ``args`` (every problem at once, before any child), then build the Azure side."""
         super().__init__("cross-cloud-vpn:index:AzureSite", name, None, opts)
-        problems = network_mode_problems(args, "vnet_cidr", "vnet_id", "workload_route_table_id")
-        if problems:
-            raise ValueError(f"AzureSite {name}: {'; '.join(problems)}")
+        component = f"AzureSite {name!r}"
+        problems = network_mode_problems(args, "vnet_cidr", "vnet_id", "workload_route_table_ids")
+        refuse(component, problems or common_site_problems(args, "vnet_cidr"))
         child = pulumi.ResourceOptions(parent=self)
         self.site = "azure"
-        self.admin_user = args.get("admin_user") or "azure-user"
+        self.admin_user = pulumi.Output.from_input(
+            checked(
+                component,
+                args.get("admin_user") or "azure-user",
+                lambda u: listed(checks.user_name_problem("'admin_user'", u)),
+            )
+        )
         tags = dict(args.get("tags") or {})
         location = args["location"]
-        remote_cidrs = list(args["remote_cidrs"])
-        local_cidrs = list(args.get("local_cidrs") or args.get("workload_subnet_cidrs") or [])
+        local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key = checked_site_inputs(
+            component, args, "vnet_cidr"
+        )
 
         rg_name: pulumi.Input[str] = args["resource_group_name"]
         if not args.get("vnet_id"):
@@ -142,7 +186,7 @@ class AzureSite(pulumi.ComponentResource):
             f"{name}-ssh",
             SSH_PRIORITY,
             "Tcp",
-            list(args["admin_cidrs"]),
+            admin_cidrs,
             "22",
             "SSH from the admin networks",
             child,
@@ -151,23 +195,25 @@ class AzureSite(pulumi.ComponentResource):
             f"{name}-forward",
             FORWARD_PRIORITY,
             "*",
-            [*local_cidrs, *remote_cidrs],
+            joined(local_cidrs, remote_cidrs),
             "*",
             "traffic the gateway forwards between the sites",
             pulumi.ResourceOptions(parent=self, depends_on=[ssh_rule]),
         )
 
+        route_tables: list[tuple[pulumi.Input[str], pulumi.Input[str]]]
         if args.get("vnet_id"):
             gateway_subnet_id: pulumi.Input[str] = args.get("gateway_subnet_id") or ""
-            table_id = args.get("workload_route_table_id") or ""
-            route_rg: pulumi.Input[str] = resource_id_part(table_id, "resourceGroups")
-            route_table_name: pulumi.Input[str] = resource_id_part(table_id, "routeTables")
+            route_tables = [
+                _route_table(component, f"workload_route_table_ids[{t}]", table_id)
+                for t, table_id in enumerate(args.get("workload_route_table_ids") or [])
+            ]
             workload_subnet_ids: list[pulumi.Output[str]] = []
         else:
             gateway_subnet_id, route_table_name, workload_subnet_ids = self._network(
-                name, args, rg_name, tags, child
+                name, args, rg_name, remote_cidrs, tags, child
             )
-            route_rg = rg_name
+            route_tables = [(rg_name, route_table_name)]
 
         public_ip = azure.network.PublicIPAddress(
             f"{name}-gateway-ip",
@@ -202,19 +248,27 @@ class AzureSite(pulumi.ComponentResource):
         gateway_ip = nic.ip_configurations.apply(
             lambda cfgs: _require_ip(cfgs[0].private_ip_address if cfgs else None)
         )
-        previous: list[pulumi.Resource] = []
-        for cidr in remote_cidrs:
-            previous = [
-                azure.network.Route(
-                    f"{name}-to-{cidr_slug(cidr)}",
-                    resource_group_name=route_rg,
-                    route_table_name=route_table_name,
+        for t, (table_rg, table_name) in enumerate(route_tables):
+            # One route after the other into each table (one write at a time per route table).
+            previous: list[pulumi.Resource] = []
+
+            def route(
+                cidr: str, t: int = t, rg: pulumi.Input[str] = table_rg,
+                table: pulumi.Input[str] = table_name, previous: list[pulumi.Resource] = previous,
+            ) -> azure.network.Route:
+                made = azure.network.Route(
+                    f"{name}-to-{cidr_slug(cidr)}" if t == 0 else f"{name}-rt{t}-to-{cidr_slug(cidr)}",
+                    resource_group_name=rg,
+                    route_table_name=table,
                     address_prefix=cidr,
                     next_hop_type="VirtualAppliance",
                     next_hop_ip_address=gateway_ip,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(previous)),
                 )
-            ]
+                previous[:] = [made]
+                return made
+
+            for_each(remote_cidrs, route)
         vm = self._vm(
             f"{name}-gateway",
             rg_name,
@@ -222,7 +276,7 @@ class AzureSite(pulumi.ComponentResource):
             args.get("vm_size") or "Standard_B2s",
             {"id": args["image_id"]},
             nic.id,
-            None if args.get("image_specialized") else (self.admin_user, args["ssh_public_key"]),
+            None if args.get("image_specialized") else (self.admin_user, ssh_public_key),
             tags,
             # The pair adds its peer rules to this NSG once the VM exists: after the site's own.
             after=[forward_rule],
@@ -259,7 +313,7 @@ class AzureSite(pulumi.ComponentResource):
                     "version": tv.get("image_version") or "latest",
                 },
                 vm_nic.id,
-                (self.admin_user, args["ssh_public_key"]),
+                (self.admin_user, ssh_public_key),
                 tags,
             )
             self.test_vm_private_ip = vm_nic.ip_configurations.apply(
@@ -268,7 +322,8 @@ class AzureSite(pulumi.ComponentResource):
 
         self.public_ip = public_ip.ip_address.apply(_require_ip)
         self.gateway_private_ip = gateway_ip
-        self.cidrs = pulumi.Output.from_input(local_cidrs)
+        self.local_cidrs = pulumi.Output.from_input(local_cidrs).apply(list)
+        self.remote_cidrs = pulumi.Output.from_input(remote_cidrs).apply(list)
         self.vm_id = vm.id
         self.resource_group_name = pulumi.Output.from_input(rg_name)
         self.gateway_nsg_name = gateway_nsg.name
@@ -277,7 +332,9 @@ class AzureSite(pulumi.ComponentResource):
             {
                 "public_ip": self.public_ip,
                 "gateway_private_ip": self.gateway_private_ip,
-                "cidrs": self.cidrs,
+                "admin_user": self.admin_user,
+                "local_cidrs": self.local_cidrs,
+                "remote_cidrs": self.remote_cidrs,
                 "vm_id": self.vm_id,
                 "resource_group_name": self.resource_group_name,
                 "gateway_nsg_name": self.gateway_nsg_name,
@@ -286,18 +343,21 @@ class AzureSite(pulumi.ComponentResource):
             }
         )
 
-    def endpoint(self) -> GatewayEndpointArgs:
-        """This gateway as :class:`Ikev2GatewayPair` takes it."""
+    def endpoint(self, site: str | None = None) -> GatewayEndpointArgs:
+        """This gateway as :class:`Ikev2GatewayPair` takes it; ``site`` renames the side (two
+        Azure sites in one pair need two names), default ``"azure"``."""
         return GatewayEndpointArgs(
-            site=self.site,
+            site=site or self.site,
             admin_user=self.admin_user,
             public_ip=self.public_ip,
             gateway_private_ip=self.gateway_private_ip,
-            cidrs=self.cidrs,
+            local_cidrs=self.local_cidrs,
+            remote_cidrs=self.remote_cidrs,
             gateway_ready=self.gateway_ready,
             machine_id=self.vm_id,
             azure_resource_group_name=self.resource_group_name,
             azure_network_security_group_name=self.gateway_nsg_name,
+            azure_provider=cast(azure.Provider | None, self.get_provider("azure-native::")),
         )
 
     def _network(
@@ -305,6 +365,7 @@ class AzureSite(pulumi.ComponentResource):
         name: str,
         args: AzureSiteArgs,
         rg_name: pulumi.Input[str],
+        remote_cidrs: pulumi.Input[Sequence[str]],
         tags: Mapping[str, str],
         child: pulumi.ResourceOptions,
     ) -> tuple[pulumi.Output[str], pulumi.Output[str], list[pulumi.Output[str]]]:
@@ -330,7 +391,7 @@ class AzureSite(pulumi.ComponentResource):
             direction="Inbound",
             access="Allow",
             protocol="*",
-            source_address_prefixes=list(args["remote_cidrs"]),
+            source_address_prefixes=remote_cidrs,
             source_port_range="*",
             destination_address_prefix="*",
             destination_port_range="*",
@@ -376,7 +437,7 @@ class AzureSite(pulumi.ComponentResource):
         size: str,
         image: Mapping[str, pulumi.Input[str]],
         nic_id: pulumi.Input[str],
-        admin: tuple[str, pulumi.Input[str]] | None,
+        admin: tuple[pulumi.Input[str], pulumi.Input[str]] | None,
         tags: Mapping[str, str],
         after: Sequence[pulumi.Resource] = (),
     ) -> azure.compute.VirtualMachine:
@@ -402,7 +463,12 @@ class AzureSite(pulumi.ComponentResource):
                 "linux_configuration": {
                     "disable_password_authentication": True,
                     "ssh": {
-                        "public_keys": [{"path": f"/home/{user}/.ssh/authorized_keys", "key_data": ssh_key}]
+                        "public_keys": [
+                            {
+                                "path": pulumi.Output.concat("/home/", user, "/.ssh/authorized_keys"),
+                                "key_data": ssh_key,
+                            }
+                        ]
                     },
                 },
             }
@@ -422,7 +488,9 @@ class AzureSite(pulumi.ComponentResource):
                 # Azure refuses a new image on an existing VM (PropertyChangeNotAllowed,
                 # pulumi-azure-native issue 1117): replace it. The NIC can serve one VM at a
                 # time, so the old VM goes first.
-                replace_on_changes=["storageProfile.imageReference"],
+                # The same for a new admin user or SSH key: Azure refuses to change the OS
+                # profile of an existing VM (PropertyChangeNotAllowed, Azure/azure-cli#11840).
+                replace_on_changes=["storageProfile.imageReference", "osProfile"],
                 delete_before_replace=True,
             ),
         )
@@ -510,6 +578,23 @@ def azure_peer_rules(
         pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ike])),
     )
     return [ike, esp]
+
+
+def _route_table(
+    component: str, label: str, table_id: pulumi.Input[str]
+) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+    """The resource group and name of a route table from its id (known now or when it resolves)."""
+
+    def parts(resolved: str) -> tuple[str, str]:
+        try:
+            return resource_id_part(resolved, "resourceGroups"), resource_id_part(resolved, "routeTables")
+        except ValueError as err:
+            raise ComponentInputError(f"{component}: '{label}': {err}") from None
+
+    if is_plain(table_id):
+        return parts(str(table_id))
+    both = pulumi.Output.from_input(table_id).apply(parts)
+    return both.apply(lambda p: p[0]), both.apply(lambda p: p[1])
 
 
 def _require_ip(ip: str | None) -> str:

@@ -20,12 +20,14 @@ language.
 """
 
 import hashlib
+import re
 from collections.abc import Sequence
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import pulumi
 from pulumi_command import remote
 
+from cross_cloud_vpn import checks
 from cross_cloud_vpn.openbsd import (
     DEFAULT_CHILD_PROPOSALS,
     DEFAULT_DPD_INTERVAL,
@@ -35,6 +37,8 @@ from cross_cloud_vpn.openbsd import (
     PskAuth,
     PubkeyAuth,
     RenderedGateway,
+    proposal_problems,
+    psk_problem_text,
     render_gateway,
     render_read_pubkey_script,
     render_tunnel_check_script,
@@ -42,7 +46,7 @@ from cross_cloud_vpn.openbsd import (
 
 from .aws_site import aws_peer_rules
 from .azure_site import azure_peer_rules
-from .site import GatewayEndpointArgs, IkeAuthMode, IkeRole
+from .site import GatewayEndpointArgs, IkeAuthMode, IkeRole, admin_problems, checked, is_plain, refuse
 
 #: How long the first SSH dial may keep failing while an instance boots.
 SSH_WAIT_TIMEOUT = "20m"
@@ -50,25 +54,36 @@ DEFAULT_TUNNEL_CHECK_SECONDS = 180
 
 
 class Ikev2GatewayPairArgs(TypedDict):
-    """The two gateways to join and how the tunnel between them is set up."""
+    """The two gateways to join and how the tunnel between them is set up. Every argument is
+    checked when the pair is constructed (an Output as soon as it resolves)."""
 
     left: GatewayEndpointArgs
+    """One side: ``AwsSite.endpoint()``, ``AzureSite.endpoint()``, or your own gateway."""
     right: GatewayEndpointArgs
+    """The other side; its ``site`` name must differ from the left one's."""
     ssh_private_key: pulumi.Input[str]
     """The key both gateways accept for their admin user. Made a secret here in any case."""
-    admin_cidrs: Sequence[str]
-    """Networks allowed to SSH to the gateways (pf.conf)."""
+    admin_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Networks allowed to SSH to the gateways (pf.conf); the machine running ``pulumi up`` must
+    be in one of them, or the next update cannot reach the gateways."""
+    allow_ssh_from_anywhere: NotRequired[bool | None]
+    """Needed for ``0.0.0.0/0`` in ``admin_cidrs``; default no."""
     auth_mode: NotRequired[IkeAuthMode | None]
-    """Default ``pubkey``."""
+    """``pubkey`` (default) or ``psk``; a ``psk`` with another mode is refused, not dropped."""
     psk: NotRequired[pulumi.Input[str] | None]
-    """The pre-shared key in ``psk`` mode (a secret)."""
+    """The pre-shared key in ``psk`` mode (made a secret here): 20 or more printable
+    characters, no ``"`` or backslash, not starting with ``0x``."""
     ike_proposal: NotRequired[str | None]
+    """IKE SA proposal in iked.conf(5) words; default
+    ``enc aes-256-gcm prf hmac-sha2-256 group curve25519``."""
     child_proposals: NotRequired[Sequence[str] | None]
+    """Child SA proposals in order of preference; default AES-GCM, then AES-CBC + SHA2-512."""
     dpd_interval: NotRequired[int | None]
     """Seconds between liveness checks (0: off); default 30."""
     left_role: NotRequired[IkeRole | None]
     """Default ``active``: both sides initiate, with enforcesingleikesa."""
     right_role: NotRequired[IkeRole | None]
+    """Default ``active``; not both ``passive``."""
     tunnel_check_seconds: NotRequired[int | None]
     """How long the final check waits for an established SA; default 180."""
     require_tunnel_up: NotRequired[bool | None]
@@ -77,39 +92,53 @@ class Ikev2GatewayPairArgs(TypedDict):
 
 
 def _peer_rules(
-    name: str, endpoint: GatewayEndpointArgs, peer_ip: pulumi.Input[str], opts: pulumi.ResourceOptions
+    name: str, endpoint: GatewayEndpointArgs, peer_ip: pulumi.Input[str], parent: pulumi.Resource
 ) -> list[pulumi.Resource]:
-    """The cloud's firewall rules admitting IKE/ESP from the peer only; none for a gateway elsewhere."""
+    """The cloud's firewall rules admitting IKE/ESP from the peer only; none for a gateway elsewhere.
+
+    They go through the site's own provider (its account, subscription and region), not the
+    default one.
+    """
     if endpoint.get("aws_security_group_id"):
+        opts = pulumi.ResourceOptions(parent=parent, provider=endpoint.get("aws_provider"))
         return aws_peer_rules(name, endpoint.get("aws_security_group_id") or "", peer_ip, opts)
     rg, nsg = endpoint.get("azure_resource_group_name"), endpoint.get("azure_network_security_group_name")
     if rg and nsg:
+        opts = pulumi.ResourceOptions(parent=parent, provider=endpoint.get("azure_provider"))
         return azure_peer_rules(name, rg, nsg, peer_ip, opts, after=endpoint["gateway_ready"])
     return []
 
 
 class Ikev2GatewayPair(pulumi.ComponentResource):
-    """Two OpenBSD gateways running iked, each configured over SSH from the other's outputs."""
+    """Two OpenBSD gateways running iked, each configured over SSH from the other's outputs:
+    peer-only firewall rules, then per side an SSH wait, its iked public key, the bootstrap
+    (iked.conf, pf.conf, the peer's key; checked on the host before installing) and a tunnel
+    check."""
 
-    iked_conf: dict[str, pulumi.Output[str]]
-    """The exact iked.conf pushed to each site (a secret in PSK mode)."""
-    pf_conf: dict[str, pulumi.Output[str]]
-    """The exact pf.conf pushed to each site."""
-    iked_public_key: dict[str, pulumi.Output[str]]
-    """Each gateway's own iked public key, as it printed it."""
+    left_iked_conf: pulumi.Output[str]
+    """The exact iked.conf pushed to the left gateway (a secret in PSK mode)."""
+    right_iked_conf: pulumi.Output[str]
+    """The exact iked.conf pushed to the right gateway (a secret in PSK mode)."""
+    left_pf_conf: pulumi.Output[str]
+    """The exact pf.conf pushed to the left gateway."""
+    right_pf_conf: pulumi.Output[str]
+    """The exact pf.conf pushed to the right gateway."""
+    left_iked_public_key: pulumi.Output[str]
+    """The left gateway's own iked public key, as it printed it (pubkey mode)."""
+    right_iked_public_key: pulumi.Output[str]
+    """The right gateway's own iked public key, as it printed it (pubkey mode)."""
     tunnel_status: pulumi.Output[str]
-    """"aws: up, azure: up" once both gateways see an established SA with child SAs."""
+    """What the check saw at deploy time, e.g. "aws: up, azure: up" (not a live status)."""
 
     def __init__(
         self, name: str, args: Ikev2GatewayPairArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        """Check ``args`` (every problem at once, before any child), then join the two gateways."""
         super().__init__("cross-cloud-vpn:index:Ikev2GatewayPair", name, None, opts)
+        component = f"Ikev2GatewayPair {name!r}"
+        refuse(component, _pair_problems(args))
         mode = IkeAuthMode(args.get("auth_mode") or IkeAuthMode.PUBKEY)
-        if mode == IkeAuthMode.PSK and not args.get("psk"):
-            raise ValueError("Ikev2GatewayPair: auth_mode 'psk' needs a psk")
         sites = (args["left"], args["right"])
-        if sites[0]["site"] == sites[1]["site"]:
-            raise ValueError(f"Ikev2GatewayPair: both sides are named {sites[0]['site']!r}")
         roles = {
             sites[0]["site"]: IkeRole(args.get("left_role") or IkeRole.ACTIVE),
             sites[1]["site"]: IkeRole(args.get("right_role") or IkeRole.ACTIVE),
@@ -120,18 +149,25 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
         require_up = bool(_given(args.get("require_tunnel_up"), True))
         ike_proposal = args.get("ike_proposal") or DEFAULT_IKE_PROPOSAL
         child_proposals = list(args.get("child_proposals") or DEFAULT_CHILD_PROPOSALS)
-        admin_cidrs = list(args["admin_cidrs"])
+        admin_cidrs = checked(
+            component,
+            args["admin_cidrs"],
+            lambda cidrs: admin_problems(
+                cast(Sequence[str], cidrs), bool(args.get("allow_ssh_from_anywhere"))
+            ),
+        )
         private_key = pulumi.Output.secret(args["ssh_private_key"])
-        psk = pulumi.Output.secret(args.get("psk")) if mode == IkeAuthMode.PSK else None
+        psk = None
+        if mode == IkeAuthMode.PSK:
+            psk = pulumi.Output.secret(
+                checked(component, args.get("psk") or "", lambda value: _psk_problems(value))
+            )
+        for side, other in (sites, sites[::-1]):
+            _check_same_networks(component, side, other)
 
         rules: list[pulumi.Resource] = []
         for site, peer in (sites, sites[::-1]):
-            rules += _peer_rules(
-                f"{name}-{site['site']}-from-{peer['site']}",
-                site,
-                peer["public_ip"],
-                pulumi.ResourceOptions(parent=self),
-            )
+            rules += _peer_rules(f"{name}-{site['site']}-from-{peer['site']}", site, peer["public_ip"], self)
 
         def connection(
             site: GatewayEndpointArgs, dial_error_limit: int | None = None
@@ -174,13 +210,15 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
             )
             public_keys[site["site"]] = read_key.stdout
 
-        self.iked_conf, self.pf_conf, configures = {}, {}, []
+        iked_conf: dict[str, pulumi.Output[str]] = {}
+        pf_conf: dict[str, pulumi.Output[str]] = {}
+        configures: list[remote.Command] = []
         digests: list[pulumi.Output[str]] = []
         for site, peer in (sites, sites[::-1]):
             here, there = site["site"], peer["site"]
 
             def render(values: list[Any], here: str = here, there: str = there) -> RenderedGateway:
-                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret = values
+                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin = values
                 auth: PubkeyAuth | PskAuth = PskAuth(secret) if mode == IkeAuthMode.PSK else PubkeyAuth()
                 return render_gateway(
                     GatewaySpec(
@@ -191,7 +229,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                         peer_public_ip=peer_ip,
                         local_cidrs=list(local_cidrs),
                         remote_cidrs=list(remote_cidrs),
-                        admin_cidrs=admin_cidrs,
+                        admin_cidrs=list(admin),
                         auth=auth,
                         peer_public_key=peer_key if mode == IkeAuthMode.PUBKEY else None,
                         role=roles[here].value,
@@ -205,15 +243,16 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 site["gateway_private_ip"],
                 site["public_ip"],
                 peer["public_ip"],
-                site["cidrs"],
-                peer["cidrs"],
+                site["local_cidrs"],
+                peer["local_cidrs"],
                 public_keys[there] if mode == IkeAuthMode.PUBKEY else None,
                 psk,
+                admin_cidrs,
             ).apply(render)
             bootstrap = rendered.apply(lambda r: r.bootstrap)
             digests.append(bootstrap.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()))
-            self.iked_conf[here] = rendered.apply(lambda r: r.iked_conf)
-            self.pf_conf[here] = rendered.apply(lambda r: r.pf_conf)
+            iked_conf[here] = rendered.apply(lambda r: r.iked_conf)
+            pf_conf[here] = rendered.apply(lambda r: r.pf_conf)
             configures.append(
                 remote.Command(
                     f"{name}-{here}-configure",
@@ -241,16 +280,95 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=configures),
             )
             statuses.append(_status(site["site"], check.stdout))
-        self.iked_public_key = public_keys
+        left, right = sites[0]["site"], sites[1]["site"]
+        self.left_iked_conf, self.right_iked_conf = iked_conf[left], iked_conf[right]
+        self.left_pf_conf, self.right_pf_conf = pf_conf[left], pf_conf[right]
+        self.left_iked_public_key, self.right_iked_public_key = public_keys[left], public_keys[right]
         self.tunnel_status = pulumi.Output.all(*statuses).apply(lambda parts: ", ".join(parts))
         self.register_outputs(
             {
-                "iked_conf": self.iked_conf,
-                "pf_conf": self.pf_conf,
-                "iked_public_key": self.iked_public_key,
+                "left_iked_conf": self.left_iked_conf,
+                "right_iked_conf": self.right_iked_conf,
+                "left_pf_conf": self.left_pf_conf,
+                "right_pf_conf": self.right_pf_conf,
+                "left_iked_public_key": self.left_iked_public_key,
+                "right_iked_public_key": self.right_iked_public_key,
                 "tunnel_status": self.tunnel_status,
             }
         )
+
+
+#: A side's name goes into resource names, the iked policy name and outputs.
+_SITE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+def _pair_problems(args: Ikev2GatewayPairArgs) -> list[str]:
+    """Everything about the pair's own arguments that is known at construction."""
+    problems: list[str] = []
+    names = [args["left"].get("site"), args["right"].get("site")]
+    for label, site in zip(("left", "right"), names, strict=True):
+        if not isinstance(site, str) or not _SITE_NAME.fullmatch(site):
+            problems.append(f"'{label}.site' is {site!r}: use 1-20 lowercase letters, digits and '-'")
+    if names[0] == names[1]:
+        problems.append(
+            f"both sides are named {names[0]!r}: give one another name, e.g. "
+            f"right=site.endpoint(site=\"{names[0]}-2\")"
+        )
+    mode = args.get("auth_mode")
+    if mode is not None and mode not in tuple(IkeAuthMode):
+        problems.append(f"'auth_mode' is {mode!r}; use 'pubkey' or 'psk'")
+    psk = args.get("psk")
+    if psk is not None and mode != IkeAuthMode.PSK:
+        problems.append(
+            f"'psk' is set but 'auth_mode' is {mode or 'pubkey (the default)'!r}: set auth_mode='psk' "
+            "to use it, or drop the psk (it would be ignored)"
+        )
+    if mode == IkeAuthMode.PSK and not psk:
+        problems.append("'auth_mode' is 'psk' but no 'psk' is given")
+    if mode == IkeAuthMode.PSK and psk and is_plain(psk):
+        problems += _psk_problems(str(psk))
+    problems += [
+        f"'ike_proposal' is {args.get('ike_proposal')!r}: {why}"
+        for why in proposal_problems(args.get("ike_proposal") or DEFAULT_IKE_PROPOSAL, "ike")
+    ]
+    children = list(args.get("child_proposals") or DEFAULT_CHILD_PROPOSALS)
+    problems += [
+        f"'child_proposals[{i}]' is {child!r}: {why}"
+        for i, child in enumerate(children)
+        for why in proposal_problems(child, "child")
+    ]
+    left_role, right_role = str(args.get("left_role") or "active"), str(args.get("right_role") or "active")
+    roles = checks.roles_problem("'left_role'", left_role, "'right_role'", right_role)
+    problems += [roles] if roles else []
+    dpd = checks.dpd_problem("'dpd_interval'", _given(args.get("dpd_interval"), DEFAULT_DPD_INTERVAL))
+    problems += [dpd] if dpd else []
+    wait = _given(args.get("tunnel_check_seconds"), DEFAULT_TUNNEL_CHECK_SECONDS)
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 3600:
+        problems.append(f"'tunnel_check_seconds' is {wait!r}; use 0 to 3600 seconds")
+    if is_plain(args["admin_cidrs"]):
+        problems += admin_problems(
+            cast(Sequence[str], args["admin_cidrs"]), bool(args.get("allow_ssh_from_anywhere"))
+        )
+    return problems
+
+
+def _psk_problems(psk: str) -> list[str]:
+    why = psk_problem_text(psk)
+    return [f"'psk' {why}"] if why else []
+
+
+def _check_same_networks(component: str, here: GatewayEndpointArgs, there: GatewayEndpointArgs) -> None:
+    """A side routes exactly the peer's networks to its gateway (when it says what it routes)."""
+    routed = here.get("remote_cidrs")
+    if routed is None:
+        return
+    label, peer_label = f"'{here['site']}.remote_cidrs'", f"'{there['site']}.local_cidrs'"
+
+    def check(values: list[Any]) -> list[str]:
+        problem = checks.same_networks_problem(label, values[0], peer_label, values[1])
+        return [problem] if problem else []
+
+    checked(component, [routed, there["local_cidrs"]], check)
 
 
 def _given(value: Any, default: Any) -> Any:

@@ -6,11 +6,15 @@ package) and a Python one pass the same thing: an :class:`GatewayEndpointArgs` p
 gateway made some other way.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 import pulumi
+import pulumi_aws
+import pulumi_azure_native
+
+from cross_cloud_vpn import checks
 
 
 class IkeAuthMode(StrEnum):
@@ -33,12 +37,13 @@ class GatewayEndpointArgs(TypedDict):
     """One gateway behind a 1:1 public IP, as the pair sees it."""
 
     site: str
-    """Short name of the side ("aws", "azure"): names policies, resources and outputs."""
-    admin_user: str
+    """Short name of the side ("aws", "azure"; lowercase letters, digits, '-'): names policies,
+    resources and outputs, so the two sides of a pair need two names."""
+    admin_user: pulumi.Input[str]
     """The user with doas the bootstrap logs in as."""
     public_ip: pulumi.Input[str]
     gateway_private_ip: pulumi.Input[str]
-    cidrs: pulumi.Input[Sequence[str]]
+    local_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
     """The networks behind the gateway: the local side of every tunnel flow."""
     gateway_ready: pulumi.Input[str]
     """An id that exists once the machine and its public IP do; the bootstrap waits for it."""
@@ -46,12 +51,178 @@ class GatewayEndpointArgs(TypedDict):
     """The gateway machine's id (instance or VM id). When it changes (a new machine), every SSH
     step of this side runs again and the peer learns the new machine's key; default
     ``gateway_ready``."""
+    remote_cidrs: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]] | None]
+    """The networks this side routes to its gateway; the pair checks they are the peer's
+    ``local_cidrs`` (else routes and tunnel flows disagree)."""
     aws_security_group_id: NotRequired[pulumi.Input[str] | None]
     """AWS: the gateway's security group, which gets the peer-only IKE/ESP rules."""
+    aws_provider: NotRequired[pulumi_aws.Provider | None]
+    """AWS: the site's provider (account and region): the pair's rules for this side use it."""
     azure_resource_group_name: NotRequired[pulumi.Input[str] | None]
     """Azure: resource group of the gateway's NSG."""
     azure_network_security_group_name: NotRequired[pulumi.Input[str] | None]
     """Azure: the gateway's NSG, which gets the peer-only IKE/ESP rules."""
+    azure_provider: NotRequired[pulumi_azure_native.Provider | None]
+    """Azure: the site's provider (subscription): the pair's rules for this side use it."""
+
+
+class ComponentInputError(pulumi.RunError):
+    """A component's argument that cannot work: names the component, the argument and the value.
+
+    A ``RunError``, so Pulumi prints the message alone (no traceback), and raised before the
+    component registers any child when the value is known; an Output is checked as soon as it
+    resolves, and the message still names the argument.
+    """
+
+
+def refuse(component: str, problems: Sequence[str]) -> None:
+    """Raise one :class:`ComponentInputError` listing every problem, if there is any."""
+    if problems:
+        listed = problems[0] if len(problems) == 1 else "".join(f"\n  - {p}" for p in problems)
+        raise ComponentInputError(f"{component}: {listed}")
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is known now: no Output (or awaitable) anywhere inside it."""
+    if isinstance(value, pulumi.Output) or hasattr(value, "__await__"):
+        return False
+    if isinstance(value, Mapping):
+        return all(is_plain(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(is_plain(v) for v in value)
+    return True
+
+
+T = TypeVar("T")
+
+
+def checked(component: str, value: pulumi.Input[T], check: Callable[[T], list[str]]) -> pulumi.Input[T]:
+    """``value``, checked now when it is known, else as soon as it resolves (an Output that
+    fails its check fails the update with the same message, not the SDK's wrapper)."""
+    if is_plain(value):
+        refuse(component, check(cast(T, value)))
+        return value
+
+    def run(resolved: T) -> T:
+        refuse(component, check(resolved))
+        return resolved
+
+    return pulumi.Output.from_input(value).apply(run)
+
+
+def for_each(values: pulumi.Input[Sequence[pulumi.Input[str]]], make: Callable[[str], object]) -> None:
+    """``make`` a resource per value: now for a known list, once it resolves for an Output
+    (those resources then show in a preview only when the list is known there too)."""
+    if is_plain(values):
+        for value in cast(Sequence[str], values):
+            make(value)
+        return
+    pulumi.Output.from_input(values).apply(lambda resolved: [make(str(v)) for v in resolved])
+
+
+def joined(*lists: pulumi.Input[Sequence[str]]) -> pulumi.Input[Sequence[str]]:
+    """The lists one after the other: a plain list when all are known, else an Output."""
+    if all(is_plain(values) for values in lists):
+        return [v for values in lists for v in cast(Sequence[str], values)]
+    return pulumi.Output.all(*lists).apply(lambda resolved: [v for values in resolved for v in values])
+
+
+def listed(problem: str | None) -> list[str]:
+    """One rule's answer as a list of problems."""
+    return [problem] if problem else []
+
+
+def labelled(label: str, values: Sequence[str]) -> list[tuple[str, str]]:
+    """``[(label[0], v0), (label[1], v1), ...]``: list entries named for a message."""
+    return [(f"'{label}[{i}]'", v) for i, v in enumerate(values)]
+
+
+def common_site_problems(args: Mapping[str, Any], cidr_key: str) -> list[str]:
+    """What both sites check the same way, on the values known now (Outputs: see :func:`checked`).
+
+    The network to create (``cidr_key`` is ``vpc_cidr``/``vnet_cidr``): valid CIDRs, subnets
+    inside it and apart, a gateway subnet big enough, the fixed gateway IP inside it; the
+    remote networks apart from the local ones; admin networks (0.0.0.0/0 only with
+    ``allow_ssh_from_anywhere``); the SSH key type; the admin user's name.
+    """
+    problems: list[str] = []
+    outer = args.get(cidr_key)
+    gateway_subnet = str(args.get("gateway_subnet_cidr"))
+    workloads = args.get("workload_subnet_cidrs") or []
+    if outer:
+        subnets = [("'gateway_subnet_cidr'", gateway_subnet), *labelled("workload_subnet_cidrs", workloads)]
+        problems += checks.cidr_list_problems([(f"'{cidr_key}'", outer), *subnets])
+        problems += checks.subnet_layout_problems((f"'{cidr_key}'", outer), subnets)
+        problems += listed(checks.gateway_subnet_problem("'gateway_subnet_cidr'", gateway_subnet))
+    fixed = args.get("gateway_private_ip")
+    if fixed and is_plain(fixed):
+        bad = (
+            checks.gateway_ip_problem("'gateway_private_ip'", fixed, "'gateway_subnet_cidr'", gateway_subnet)
+            if gateway_subnet
+            else checks.address_problem("'gateway_private_ip'", fixed)
+        )
+        problems += [bad] if bad else []
+    local = [(f"'{cidr_key}'", outer)] if outer else []
+    if not outer and is_plain(args.get("local_cidrs")):
+        local = labelled("local_cidrs", args.get("local_cidrs") or [])
+        problems += checks.cidr_list_problems(local)
+    if is_plain(args["remote_cidrs"]):
+        problems += remote_problems(local, args["remote_cidrs"])
+    if is_plain(args["admin_cidrs"]):
+        problems += admin_problems(args["admin_cidrs"], bool(args.get("allow_ssh_from_anywhere")))
+    if is_plain(args["ssh_public_key"]):
+        problems += listed(checks.ssh_public_key_problem("'ssh_public_key'", args["ssh_public_key"]))
+    user = args.get("admin_user")
+    if user and is_plain(user):
+        problems += listed(checks.user_name_problem("'admin_user'", user))
+    return problems
+
+
+def checked_site_inputs(
+    component: str, args: Mapping[str, Any], cidr_key: str
+) -> tuple[
+    pulumi.Input[Sequence[str]], pulumi.Input[Sequence[str]], pulumi.Input[Sequence[str]], pulumi.Input[str]
+]:
+    """A site's local and remote networks, admin networks and SSH key, each checked now when it
+    is known (see :func:`common_site_problems`) or as soon as it resolves."""
+    local: pulumi.Input[Sequence[str]] = args.get("local_cidrs") or args.get("workload_subnet_cidrs") or []
+    outer = args.get(cidr_key)
+    if not is_plain(local):
+        local = checked(component, local, lambda c: checks.cidr_list_problems(labelled("local_cidrs", c)))
+    remote: pulumi.Input[Sequence[str]] = args["remote_cidrs"]
+    if not (is_plain(local) and is_plain(remote)):
+        # The overlap check needs both sides of it; the remote list is what the site uses.
+        def both(values: list[Any]) -> list[str]:
+            named_local = [(f"'{cidr_key}'", outer)] if outer else labelled("local_cidrs", values[0])
+            refuse(component, remote_problems(named_local, values[1]))
+            return list(values[1])
+
+        remote = pulumi.Output.all(local, remote).apply(both)
+    admin = checked(
+        component,
+        args["admin_cidrs"],
+        lambda cidrs: admin_problems(cidrs, bool(args.get("allow_ssh_from_anywhere"))),
+    )
+    key = checked(
+        component,
+        args["ssh_public_key"],
+        lambda k: listed(checks.ssh_public_key_problem("'ssh_public_key'", k)),
+    )
+    return local, remote, admin, key
+
+
+def remote_problems(local: Sequence[tuple[str, str]], remote: Sequence[str]) -> list[str]:
+    """Remote networks: valid, at least one, none overlapping a local one."""
+    named = labelled("remote_cidrs", remote)
+    empty = [] if remote else ["'remote_cidrs' is empty: name the peer's networks"]
+    return empty + checks.cidr_list_problems(named) + checks.overlap_problems(local, named)
+
+
+def admin_problems(cidrs: Sequence[str], allow_anywhere: bool) -> list[str]:
+    empty = [] if cidrs else ["'admin_cidrs' is empty: name the networks allowed to SSH to the gateway"]
+    return empty + checks.admin_cidr_problems(
+        labelled("admin_cidrs", cidrs), allow_anywhere, "'allow_ssh_from_anywhere'"
+    )
 
 
 def cidr_slug(cidr: str) -> str:

@@ -122,6 +122,7 @@ class AccessSettings:
     ssh_public_key: str
     ssh_private_key: Secret
     admin_cidrs: tuple[str, ...]
+    allow_ssh_from_anywhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -740,7 +741,9 @@ def _parse_access(reader: _Reader) -> AccessSettings | None:
     )
     if pub is None or private is None or not admin:
         return None
-    return AccessSettings(ssh_public_key=pub, ssh_private_key=private, admin_cidrs=admin)
+    return AccessSettings(
+        ssh_public_key=pub, ssh_private_key=private, admin_cidrs=admin, allow_ssh_from_anywhere=bool(anywhere)
+    )
 
 
 def _parse_tunnel(reader: _Reader) -> TunnelSettings:

@@ -112,6 +112,7 @@ def test_aws_site_component_refuses_a_nitro_type_without_the_ena_opt_in(
     ssh_keypair: tuple[str, str]
 ) -> None:
     from cross_cloud_vpn.components import AwsSite, AwsSiteArgs
+    from cross_cloud_vpn.components.site import ComponentInputError
 
     def program(instance_type: str, has_ena: bool) -> Callable[[], dict[str, Any]]:
         def body() -> dict[str, Any]:
@@ -123,7 +124,7 @@ def test_aws_site_component_refuses_a_nitro_type_without_the_ena_opt_in(
             return {"ip": site.public_ip}
         return body
 
-    with pytest.raises(Exception, match=r"instance_type 'c5.large'.*ENA"):
+    with pytest.raises(ComponentInputError, match=r"AwsSite 'lib': 'instance_type' is 'c5.large'.*ENA"):
         evaluate(program("c5.large", False), {}, set())
     ev = evaluate(program("c5.large", True), {}, set())
     assert _one(ev, "aws:ec2/instance:Instance", "lib-gateway").inputs["instanceType"] == "c5.large"

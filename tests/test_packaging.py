@@ -44,11 +44,11 @@ OUTSIDE_PROGRAM = textwrap.dedent(
             AwsSiteArgs(
                 vpc_cidr="10.30.0.0/16", gateway_subnet_cidr="10.30.0.0/24",
                 workload_subnet_cidrs=["10.30.1.0/24"], remote_cidrs=["10.40.1.0/24"],
-                admin_cidrs=["192.0.2.0/24"], ssh_public_key="ssh-rsa AAAAB3NzaC1yc2E outside",
+                admin_cidrs=["192.0.2.0/24"], ssh_public_key=sys.argv[2],
                 ami_id="ami-0123456789abcdef0", gateway_private_ip="10.30.0.10",
             ),
         )
-        return {"public_ip": site.public_ip, "cidrs": site.cidrs, "urn": site.urn}
+        return {"public_ip": site.public_ip, "cidrs": site.local_cidrs, "urn": site.urn}
 
     ev = evaluate(program, {}, set())
     rendered = render_gateway(GatewaySpec(
@@ -147,12 +147,12 @@ def test_wheel_holds_real_files_and_a_py_typed_per_package(wheel: Path, source: 
 
 
 def test_outside_program_imports_the_installed_wheel_and_registers_an_aws_site(
-    venv: Path, tmp_path: Path
+    venv: Path, tmp_path: Path, ssh_keypair: tuple[str, str]
 ) -> None:
     program = tmp_path / "outside.py"
     program.write_text(OUTSIDE_PROGRAM)
     result = subprocess.run(
-        [str(venv / "bin" / "python"), str(program), str(REPO)],
+        [str(venv / "bin" / "python"), str(program), str(REPO), ssh_keypair[0]],
         cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]

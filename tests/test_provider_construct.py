@@ -40,7 +40,7 @@ def test_components_built_from_another_languages_inputs_push_the_right_iked_conf
 
         def endpoint(site: AwsSite | AzureSite, extra: dict[str, Any]) -> dict[str, Any]:
             return {"site": site.site, "adminUser": site.admin_user, "publicIp": site.public_ip,
-                    "gatewayPrivateIp": site.gateway_private_ip, "cidrs": site.cidrs,
+                    "gatewayPrivateIp": site.gateway_private_ip, "localCidrs": site.local_cidrs,
                     "gatewayReady": site.gateway_ready, **extra}
 
         pair = Ikev2GatewayPair("vpn", provider.map_inputs({
