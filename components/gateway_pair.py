@@ -162,8 +162,8 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
             psk = pulumi.Output.secret(
                 checked(component, args.get("psk") or "", lambda value: _psk_problems(value))
             )
-        for side, other in (sites, sites[::-1]):
-            _check_same_networks(component, side, other)
+        # Nothing is rendered before every late check has passed.
+        agreed = [_check_same_networks(component, side, other) for side, other in (sites, sites[::-1])]
 
         rules: list[pulumi.Resource] = []
         for site, peer in (sites, sites[::-1]):
@@ -218,7 +218,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
             here, there = site["site"], peer["site"]
 
             def render(values: list[Any], here: str = here, there: str = there) -> RenderedGateway:
-                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin = values
+                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin = values[:8]
                 auth: PubkeyAuth | PskAuth = PskAuth(secret) if mode == IkeAuthMode.PSK else PubkeyAuth()
                 return render_gateway(
                     GatewaySpec(
@@ -248,6 +248,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 public_keys[there] if mode == IkeAuthMode.PUBKEY else None,
                 psk,
                 admin_cidrs,
+                *agreed,
             ).apply(render)
             bootstrap = rendered.apply(lambda r: r.bootstrap)
             digests.append(bootstrap.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()))
@@ -357,18 +358,20 @@ def _psk_problems(psk: str) -> list[str]:
     return [f"'psk' {why}"] if why else []
 
 
-def _check_same_networks(component: str, here: GatewayEndpointArgs, there: GatewayEndpointArgs) -> None:
+def _check_same_networks(
+    component: str, here: GatewayEndpointArgs, there: GatewayEndpointArgs
+) -> pulumi.Input[Any]:
     """A side routes exactly the peer's networks to its gateway (when it says what it routes)."""
     routed = here.get("remote_cidrs")
     if routed is None:
-        return
+        return None
     label, peer_label = f"'{here['site']}.remote_cidrs'", f"'{there['site']}.local_cidrs'"
 
     def check(values: list[Any]) -> list[str]:
         problem = checks.same_networks_problem(label, values[0], peer_label, values[1])
         return [problem] if problem else []
 
-    checked(component, [routed, there["local_cidrs"]], check)
+    return checked(component, [routed, there["local_cidrs"]], check)
 
 
 def _given(value: Any, default: Any) -> Any:

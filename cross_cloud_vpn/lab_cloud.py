@@ -413,15 +413,18 @@ def evaluate(
     lookups: Mapping[str, dict[str, Any]] | None = None,
     previous: Evaluation | None = None,
     replace: Collection[tuple[str, str]] = (),
+    cloud: LabCloud | None = None,
 ) -> Evaluation:
     """Run ``program`` (which registers resources and returns its outputs) in the lab cloud.
 
     With ``previous`` (the evaluation of the last ``up``), it is evaluated as the next ``up``:
     each registration's ``action`` says what the engine would do; ``replace`` names resources
-    (``(type, name)``) to replace whatever their inputs say.
+    (``(type, name)``) to replace whatever their inputs say. A ``cloud`` made by the caller
+    (instead of the options above) keeps its registrations when the program fails.
     """
-    cloud = LabCloud(public_keys=public_keys, preview=preview, lookups=lookups,
-                     previous=previous, replace=replace)
+    cloud = cloud or LabCloud(public_keys=public_keys, preview=preview, lookups=lookups,
+                              previous=previous, replace=replace)
+    preview = cloud.preview
     pulumi.runtime.set_mocks(cloud, project=PROJECT, stack=stack, preview=preview,
                              monitor=_RecordingMonitor(cloud))
     set_all_config(dict(config), list(secret_keys))
