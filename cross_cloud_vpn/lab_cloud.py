@@ -162,6 +162,8 @@ class Registration:
     """The inputs that differ from the previous ``up`` (after ``ignore_changes``)."""
     stored_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
     """The inputs the engine stores: the program's, with ignored ones kept from before."""
+    provider: str = ""
+    """The provider reference (``<provider urn>::<id>``) it was registered with, if any."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -231,6 +233,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     action=decision[0] if decision else "create",
                     changed=decision[1] if decision else [],
                     stored_inputs=decision[2] if decision else {},
+                    provider=request.provider,
                 )
             )
         return response

@@ -54,3 +54,37 @@ def test_byo_example_creates_no_network(base: dict[str, str], iked_public_keys: 
                         "azure-native:resources:ResourceGroup", "aws:ec2/internetGateway:InternetGateway"}
     routes = ev.by_type("aws:ec2/route:Route")
     assert {r.inputs["destinationCidrBlock"] for r in routes} == {"10.40.0.0/16", "10.41.0.0/16"}
+
+
+def test_library_program_with_explicit_providers_outputs_and_psk_registers_and_renders(
+    base: dict[str, str], iked_public_keys: dict[str, str]
+) -> None:
+    config = {**base, E + "vpcId": "vpc-0123456789abcdef0", E + "gatewaySubnetId": "subnet-0123456789abcdef0",
+              E + "psk": "library-users-own-psk-0123456789"}
+
+    def program() -> dict[str, Any]:
+        pair = runpy.run_path(str(REPO / "examples" / "library_two_regions.py"), run_name="__main__")["pair"]
+        return {"aws": pair.left_iked_conf, "azure": pair.right_iked_conf, "status": pair.tunnel_status}
+
+    ev = evaluate(program, config, {E + "sshPrivateKey", E + "psk"}, public_keys=iked_public_keys)
+    providers = {r.name: r.urn for r in ev.resources if r.type.startswith("pulumi:providers:")}
+    # The pair's firewall rules go through each site's own provider, not the default one.
+    peer_rules = [r for r in ev.resources if r.name.startswith("vpn-") and "-from-" in r.name]
+    assert len(peer_rules) == 5, [r.name for r in peer_rules]
+    for rule in peer_rules:
+        expected = providers["ohio" if rule.type.startswith("aws:") else "europe"]
+        assert rule.provider.startswith(expected + "::"), f"{rule.urn} uses {rule.provider}"
+    # The looked-up VPC blocks (an Output list) are routed on Azure and carried by the tunnel.
+    azure_routes = {r.inputs["addressPrefix"] for r in ev.by_type("azure-native:network:Route")}
+    assert azure_routes == {"10.30.0.0/16", "10.31.0.0/16"}
+    aws_routes = ev.by_type("aws:ec2/route:Route")
+    assert {r.inputs["destinationCidrBlock"] for r in aws_routes} == {"192.168.16.0/22", "192.168.20.0/22"}
+    workloads = next(r for r in ev.by_type("aws:ec2/routeTable:RouteTable") if r.name == "workloads")
+    assert {r.inputs["routeTableId"] for r in aws_routes} == {workloads.id}
+    aws_conf = ev.outputs["aws"]
+    assert "from 10.30.0.0/16 to 192.168.16.0/22" in aws_conf
+    assert "from 10.31.0.0/16 to 192.168.20.0/22" in aws_conf
+    assert 'psk "library-users-own-psk-0123456789"' in aws_conf
+    assert "local 192.168.31.250 peer" in ev.outputs["azure"]
+    assert {"aws", "azure"} <= ev.secret_outputs, "PSK mode: both iked.conf outputs are secrets"
+    assert [r.inputs["instanceType"] for r in ev.by_type("aws:ec2/instance:Instance")] == ["m4.large"]
