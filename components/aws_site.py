@@ -28,7 +28,9 @@ class AwsTestVmArgs(TypedDict):
     """A small Linux VM in the first workload subnet, to ping across the tunnel."""
 
     ami_id: pulumi.Input[str]
+    """Its (Linux) AMI."""
     private_ip: str
+    """Its fixed address in the first workload subnet."""
     instance_type: NotRequired[str | None]
     """Default ``t3.micro``."""
 

@@ -34,6 +34,7 @@ class AzureTestVmArgs(TypedDict):
     """A small Linux VM in the first workload subnet, to ping across the tunnel."""
 
     private_ip: str
+    """Its fixed address in the first workload subnet."""
     vm_size: NotRequired[str | None]
     """Default ``Standard_B1s``."""
     image_publisher: NotRequired[str | None]

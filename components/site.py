@@ -30,7 +30,9 @@ class IkeRole(StrEnum):
     """Whether a gateway starts the IKE exchange."""
 
     ACTIVE = "active"
+    """Starts the exchange (and answers)."""
     PASSIVE = "passive"
+    """Only answers the peer."""
 
 
 class GatewayEndpointArgs(TypedDict):
@@ -42,7 +44,9 @@ class GatewayEndpointArgs(TypedDict):
     admin_user: pulumi.Input[str]
     """The user with doas the bootstrap logs in as."""
     public_ip: pulumi.Input[str]
+    """The 1:1 public address of the gateway (iked's ``peer`` for the other side; SSH)."""
     gateway_private_ip: pulumi.Input[str]
+    """The gateway's own address (iked's ``local``)."""
     local_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
     """The networks behind the gateway: the local side of every tunnel flow."""
     gateway_ready: pulumi.Input[str]
