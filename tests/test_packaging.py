@@ -1,4 +1,7 @@
-"""The built wheel, installed in a fresh virtualenv, serves another project: real files, type hints.
+"""The built wheel and an editable install, each in a fresh virtualenv, serve another project.
+
+The subpackages live at the top of the repository and are mapped into ``cross_cloud_vpn`` by
+``pyproject.toml`` (setuptools ``package-dir``), never by links.
 
 The wheel is built from a copy of the working tree (an in-tree ``pip wheel`` leaves ``build/``
 and ``*.egg-info`` in the repository, and setuptools' ``build/lib`` keeps deleted modules). The
@@ -98,7 +101,6 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A snapshot of the working tree (others may be editing it while the test runs)."""
     copy = tmp_path_factory.mktemp("src") / "cross-cloud-vpn"
     shutil.copytree(REPO, copy, symlinks=True, ignore=COPY_IGNORE)
-    assert (copy / "cross_cloud_vpn" / "components").is_symlink()
     return copy
 
 
@@ -125,6 +127,67 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, capture_output=True, text=True, env=_clean_env(), timeout=120,
     )
     return root
+
+
+EDITABLE_PROBE = textwrap.dedent(
+    """
+    import importlib, json, sys
+
+    files = {name: importlib.import_module(name).__file__ for name in sys.argv[1:]}
+    from cross_cloud_vpn.openbsd import render_pf_conf
+    from cross_cloud_vpn.lab.plan import LabPlan
+    bare = []
+    for name in ("components", "openbsd", "lab"):
+        try:
+            importlib.import_module(name)
+            bare.append(name)
+        except ImportError:
+            pass
+    print(json.dumps({"files": files, "pf_module": render_pf_conf.__module__,
+                      "plan_module": LabPlan.__module__, "bare": bare}))
+    """
+)
+
+
+def test_the_checkout_has_no_symlinks() -> None:
+    tracked = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True)
+    if tracked.returncode:
+        pytest.skip("not a git checkout")
+    links = [line.split("\t", 1)[1] for line in tracked.stdout.splitlines() if line.startswith("120000 ")]
+    assert not links, f"symlinks in the repository (a Windows checkout breaks on them): {links}"
+
+
+def test_editable_install_in_a_fresh_venv_maps_the_top_level_folders_into_the_package(
+    tmp_path: Path,
+) -> None:
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO, checkout, symlinks=True, ignore=COPY_IGNORE)
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root)],
+                   check=True, timeout=120)
+    subprocess.run(
+        [str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e", str(checkout)],
+        check=True, capture_output=True, text=True, env=_clean_env(), timeout=300,
+    )
+    # Editable: a module added to a top-level folder after the install is importable at once.
+    (checkout / "lab" / "added_after_install.py").write_text("ADDED = True\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "probe.py").write_text(EDITABLE_PROBE)
+    modules = [f"cross_cloud_vpn.{sub}" for sub in SUBPACKAGES] + ["cross_cloud_vpn.lab.added_after_install"]
+    result = subprocess.run(
+        [str(root / "bin" / "python"), "probe.py", *modules],
+        cwd=outside, env=_clean_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["files"] == {
+        **{f"cross_cloud_vpn.{sub}": str(checkout / sub / "__init__.py") for sub in SUBPACKAGES},
+        "cross_cloud_vpn.lab.added_after_install": str(checkout / "lab" / "added_after_install.py"),
+    }, f"the editable install imported {seen['files']}, not the installed checkout's top-level folders"
+    assert seen["pf_module"] == "cross_cloud_vpn.openbsd.pf"
+    assert seen["plan_module"] == "cross_cloud_vpn.lab.plan"
+    assert seen["bare"] == [], "no bare top-level package may be importable next to cross_cloud_vpn"
 
 
 def test_wheel_holds_real_files_and_a_py_typed_per_package(wheel: Path, source: Path) -> None:

@@ -158,6 +158,27 @@ def test_plugin_hosts_every_exported_component() -> None:
     assert entry["version"]() == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
+def test_plugin_maps_the_checkouts_subpackages_without_an_installed_package(tmp_path: Path) -> None:
+    """The plugin's virtualenv has the dependencies only: no editable install, no import hook."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import json, runpy, sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
+        f"entry = runpy.run_path({str(PROVIDER / '__main__.py')!r}, run_name='provider_under_test')\n"
+        "import cross_cloud_vpn.openbsd, cross_cloud_vpn.lab\n"
+        "print(json.dumps({'components': [c.__name__ for c in entry['COMPONENTS']],\n"
+        "                  'files': [sys.modules[m].__file__ for m in ('cross_cloud_vpn.components',\n"
+        "                            'cross_cloud_vpn.openbsd', 'cross_cloud_vpn.lab')]}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, str(probe)], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"AwsSite", "AzureSite", "Ikev2GatewayPair"} <= set(seen["components"]), seen
+    assert seen["files"] == [str(REPO / sub / "__init__.py") for sub in ("components", "openbsd", "lab")]
+
+
 # --- the real components ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("component", REAL)
