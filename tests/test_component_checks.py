@@ -236,3 +236,36 @@ def test_help_shows_each_components_own_text() -> None:
         shown = pydoc.render_doc(component, renderer=pydoc.plaintext)
         assert component.__doc__ and component.__doc__.split("\n")[0] in shown, component.__name__
         assert "Check ``args``" in (component.__init__.__doc__ or ""), f"{component.__name__}.__init__"
+
+
+def test_azure_byo_ids_and_cidrs_may_be_outputs_of_the_same_program(
+    ed25519_key: str, iked_public_keys: dict[str, str]
+) -> None:
+    # A route table made in the same program: its id is an Output (once "'Output' object is not
+    # callable"); the VNet's address space from a lookup is an Output list.
+    table_id = pulumi.Output.from_input(
+        "/subscriptions/0/resourceGroups/spoke-net/providers/Microsoft.Network/routeTables/spokes")
+
+    def program() -> dict[str, Any]:
+        site = AzureSite("byo", azure_args(
+            ed25519_key, vnet_cidr=None, gateway_subnet_cidr=None, workload_subnet_cidrs=None,
+            gateway_private_ip=None, vnet_id=pulumi.Output.from_input("/subscriptions/0/vnet"),
+            gateway_subnet_id=pulumi.Output.from_input("/subscriptions/0/vnet/subnets/gw"),
+            workload_route_table_ids=[table_id], local_cidrs=pulumi.Output.from_input(["192.168.0.0/16"])))
+        return {"cidrs": site.local_cidrs}
+
+    ev = evaluate(program, {}, set(), public_keys=iked_public_keys)
+    routes = ev.by_type("azure-native:network:Route")
+    assert [(r.inputs["resourceGroupName"], r.inputs["routeTableName"], r.inputs["addressPrefix"])
+            for r in routes] == [("spoke-net", "spokes", "172.16.10.0/24")]
+    assert ev.outputs["cidrs"] == ["192.168.0.0/16"]
+    assert not ev.by_type("azure-native:network:VirtualNetwork")
+
+
+def test_output_route_table_id_that_is_not_one_is_refused_naming_it(ed25519_key: str) -> None:
+    refused(lambda: {"x": AzureSite("byo", azure_args(
+        ed25519_key, vnet_cidr=None, gateway_subnet_cidr=None, workload_subnet_cidrs=None,
+        gateway_private_ip=None, vnet_id="/subscriptions/0/vnet", gateway_subnet_id="/s",
+        workload_route_table_ids=[pulumi.Output.from_input("rtb-not-azure")],
+        local_cidrs=["192.168.0.0/16"])).vm_id},
+        "AzureSite 'byo'", "'workload_route_table_ids[0]'", "rtb-not-azure")
