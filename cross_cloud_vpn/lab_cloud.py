@@ -251,7 +251,8 @@ class LabCloud(pulumi.runtime.Mocks):
         self.local = threading.local()
         self.decisions: dict[tuple[str, str], tuple[str, list[str], dict[str, Any]]] = {}
         self.lookups = {**DEFAULT_LOOKUPS, **(lookups or {})}
-        self.public_keys = dict(public_keys or {})
+        # Kept as given (not copied): a caller may hand a mapping that makes a site's key when asked.
+        self.public_keys: Mapping[str, str] = public_keys if public_keys is not None else {}
         self.registrations: list[Registration] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._aws_ips = (str(AWS_PUBLIC_RANGE[i]) for i in itertools.count(10))
@@ -355,12 +356,25 @@ class LabCloud(pulumi.runtime.Mocks):
         self._dynamic += 1
         return str(ipaddress.IPv4Network(network)[3 + self._dynamic])
 
+    def _site_of(self, stem: str) -> str:
+        """The site of a pair's ``<pair>-<site>`` command name; both names may hold '-'.
+
+        The pair is the command's parent (its name ends the parent's URN); a command made some
+        other way is matched to the longest known site its name ends with."""
+        request = getattr(self.local, "request", None)
+        pair = request.parent.rpartition("::")[2] if request is not None and request.parent else ""
+        if pair and stem.startswith(f"{pair}-"):
+            return stem.removeprefix(f"{pair}-")
+        known = [site for site in self.public_keys if stem.endswith(f"-{site}")]
+        return max(known, key=len) if known else stem.rpartition("-")[2]
+
     def _stdout(self, name: str, inputs: dict[str, Any]) -> str:
         if name.endswith("-pubkey"):
-            site = name.removesuffix("-pubkey").rsplit("-", 1)[-1]
-            if site not in self.public_keys:
-                raise KeyError(f"lab cloud has no iked public key for site {site!r}")
-            return self.public_keys[site]
+            site = self._site_of(name.removesuffix("-pubkey"))
+            try:
+                return self.public_keys[site]
+            except KeyError:
+                raise KeyError(f"lab cloud has no iked public key for site {site!r}") from None
         if name.endswith("-check"):
             return LAB_CHECK_OUTPUT
         if name.endswith("-wait-ssh"):
