@@ -4,6 +4,7 @@ Pure functions of plain values: nothing here imports Pulumi, so each renderer is
 against the real parsers (``iked -n``) and reused by the local rehearsal.
 """
 
+from .bgpd import MIN_HOLDTIME, BgpdGateway, RouteServers, render_bgpd_conf
 from .bootstrap import (
     REMOTE_SHELL,
     ConfigFile,
@@ -34,8 +35,10 @@ __all__ = [
     "DEFAULT_CHILD_PROPOSALS",
     "DEFAULT_DPD_INTERVAL",
     "DEFAULT_IKE_PROPOSAL",
+    "MIN_HOLDTIME",
     "MIN_PSK_LENGTH",
     "REMOTE_SHELL",
+    "BgpdGateway",
     "ConfigFile",
     "GatewaySpec",
     "IkedGateway",
@@ -45,11 +48,13 @@ __all__ = [
     "PubkeyAuth",
     "RenderedGateway",
     "Role",
+    "RouteServers",
     "normalize_public_key",
     "parse_bootstrap",
     "peer_pubkey_path",
     "proposal_problems",
     "psk_problem_text",
+    "render_bgpd_conf",
     "render_bootstrap",
     "render_gateway",
     "render_iked_conf",

@@ -167,6 +167,9 @@ class IkedGateway:
     child_proposals: Sequence[str] = DEFAULT_CHILD_PROPOSALS
     dpd_interval: int = DEFAULT_DPD_INTERVAL
     enforce_single_ikesa: bool = True
+    #: HA mode: the peer gateway's private IP. Adds one host flow between the two gateways'
+    #: private addresses, which carries their BGP session (``openbsd/bgpd.py``) through the tunnel.
+    bgp_peer_private_ip: str | None = None
 
 
 def peer_pubkey_path(peer_public_ip: str) -> str:
@@ -184,6 +187,14 @@ def _check(gw: IkedGateway) -> None:
             ipaddress.IPv4Address(address)
         except ValueError:
             raise ValueError(f"{label} {address!r} is not an IPv4 address") from None
+    if gw.bgp_peer_private_ip is not None:
+        try:
+            peer = ipaddress.IPv4Address(gw.bgp_peer_private_ip)
+        except ValueError:
+            raise ValueError(f"bgp_peer_private_ip {gw.bgp_peer_private_ip!r} is not an IPv4 address") \
+                from None
+        if peer == ipaddress.IPv4Address(gw.local_private_ip):
+            raise ValueError("bgp_peer_private_ip is this gateway's own private IP")
     if not gw.local_cidrs or not gw.remote_cidrs:
         raise ValueError("iked.conf needs at least one local and one remote CIDR")
     for cidr in (*gw.local_cidrs, *gw.remote_cidrs):
@@ -222,6 +233,9 @@ def render_iked_conf(gw: IkedGateway) -> str:
     """The whole ``/etc/iked.conf`` of one gateway (install it 0600, owner root)."""
     _check(gw)
     flows = [f"from {local} to {remote}" for local in gw.local_cidrs for remote in gw.remote_cidrs]
+    if gw.bgp_peer_private_ip is not None:
+        # HA: the two gateways' BGP session travels in the tunnel too, so it lives and dies with it.
+        flows.append(f"from {gw.local_private_ip} to {gw.bgp_peer_private_ip}")
     # rfc7427: RFC 7427 signatures (SHA2-256) with whatever key the host has: OpenBSD's rc makes
     # an ECDSA P-256 key at first boot (older images: RSA). Plain `rsa` could sign with neither
     # EC keys nor anything but SHA-1. Rehearsed with P-256 keys and the Linux iked.
