@@ -22,17 +22,21 @@ def _as_config_string(value: Any) -> str:
     return json.dumps(value)
 
 
-def read_stack_file(path: Path) -> dict[str, str]:
+def read_stack_file(path: Path, encrypted: set[str] | None = None) -> dict[str, str]:
     """The ``config:`` of a stack file as Pulumi passes it to a program.
 
     Encrypted (``secure:``) values cannot be read without the Pulumi CLI; they raise a
-    ``ValueError`` naming the key, so a caller supplies them itself.
+    ``ValueError`` naming the key, so a caller supplies them itself; or, given a set as
+    ``encrypted``, their keys are added to it and left out of the result.
     """
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     values: dict[str, str] = {}
     for key, value in config.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            raise ValueError(f"{path}: '{key}' is encrypted; only the Pulumi CLI can read it")
+            if encrypted is None:
+                raise ValueError(f"{path}: '{key}' is encrypted; only the Pulumi CLI can read it")
+            encrypted.add(str(key))
+            continue
         values[str(key)] = _as_config_string(value)
     return values
