@@ -83,7 +83,8 @@ def _pythonpath() -> str:
     return str(Path(spec.origin).parent.parent)
 
 
-def _init_script(rundir: Path, logdir: Path, plan: Path, result: Path) -> str:
+def _init_script(rundir: Path, logdir: Path, plan: Path, result: Path,
+                 module: str = "cross_cloud_vpn.lab.guest") -> str:
     q = shlex.quote
     return f"""#!/bin/sh
 # init of the lab's user-mode-linux guest (written by cross_cloud_vpn.lab.uml)
@@ -95,7 +96,7 @@ mount -t sysfs sysfs /sys
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm 2>/dev/null || true
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
-{q(sys.executable)} -m cross_cloud_vpn.lab.guest {q(str(plan))} {q(str(result))} {q(str(logdir))}
+{q(sys.executable)} -m {q(module)} {q(str(plan))} {q(str(result))} {q(str(logdir))}
 echo o > /proc/sysrq-trigger
 sleep 30
 """
@@ -116,57 +117,38 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-def run_rehearsal(
-    plan: LabPlan,
+def _boot(
+    rundir: Path,
+    plan_path: Path,
+    result_path: Path,
     *,
-    workdir: Path,
+    timeout: float,
     progress: Callable[[str], None],
-    keep_logs: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
+    module: str = "cross_cloud_vpn.lab.guest",
+    mem: str = "512M",
 ) -> dict[str, Any]:
-    """Boot UML, rehearse the tunnel of ``plan`` in it, return the figures.
-
-    The figures are described in :mod:`.guest`; ``ok`` is true only when every check passed
-    (``failures`` lists the others), ``wall_s`` is the host-side wall time including boot.
-    With ``keep_logs`` the logs stay in ``result["logdir"]``.
-    """
-    t0 = time.monotonic()
-    problems = plan.problems()
-    if problems:
-        return {"ok": False, "failures": [f"plan: {p}" for p in problems], "wall_s": 0.0}
-    missing = missing_tools()
-    if missing:
-        return {"ok": False, "failures": [f"missing Debian packages: {' '.join(missing)}"], "wall_s": 0.0}
-    workdir.mkdir(parents=True, exist_ok=True)
-    rundir = Path(tempfile.mkdtemp(prefix="lab-", dir=workdir)).resolve()
+    """Boot UML with ``python3 -m module PLAN RESULT LOGDIR`` as init; pass on its progress lines;
+    return the result it wrote. The linux.uml process group is killed on any exit."""
     logdir = rundir / "logs"
-    logdir.mkdir()
-    plan_path = rundir / "plan.json"
-    result_path = rundir / "result.json"
     init_path = rundir / "init.sh"
+    init_path.write_text(_init_script(rundir, logdir, plan_path, result_path, module))
+    init_path.chmod(0o755)
+    cmd = [
+        _tool("linux.uml"),
+        f"mem={mem}",
+        "rootfstype=hostfs",
+        "rw",
+        f"init={init_path}",
+        "con=null",
+        "ssl=null",
+        "con0=null,fd:1",
+        f"umid={rundir.name}",
+        f"uml_dir={rundir}",
+        "quiet",
+    ]
     proc: subprocess.Popen[bytes] | None = None
     result: dict[str, Any] = {}
     try:
-        fd = os.open(plan_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(plan.to_json())
-        init_path.write_text(_init_script(rundir, logdir, plan_path, result_path))
-        init_path.chmod(0o755)
-        umid = rundir.name
-        cmd = [
-            _tool("linux.uml"),
-            "mem=512M",
-            "rootfstype=hostfs",
-            "rw",
-            f"init={init_path}",
-            "con=null",
-            "ssl=null",
-            "con0=null,fd:1",
-            f"umid={umid}",
-            f"uml_dir={rundir}",
-            "quiet",
-        ]
-        progress(f"booting user-mode-linux ({plan.auth_mode} mode)")
         with (logdir / "console.log").open("wb") as console:
             proc = subprocess.Popen(
                 cmd,
@@ -206,6 +188,36 @@ def run_rehearsal(
     finally:
         if proc is not None:
             _kill_group(proc)
+    return result
+
+
+def run_in_guest(
+    plan_json: str,
+    *,
+    workdir: Path,
+    progress: Callable[[str], None],
+    keep_logs: bool,
+    timeout: float,
+    module: str = "cross_cloud_vpn.lab.guest",
+    mem: str = "512M",
+) -> dict[str, Any]:
+    """Run ``python3 -m module PLAN RESULT LOGDIR`` as a fresh UML guest's init, in one new folder
+    under ``workdir`` (the plan 0600, removed afterwards; only ``logs/`` kept with ``keep_logs``,
+    its path then in ``result["logdir"]``), and return the result the guest wrote."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    rundir = Path(tempfile.mkdtemp(prefix="lab-", dir=workdir)).resolve()
+    logdir = rundir / "logs"
+    logdir.mkdir()
+    plan_path = rundir / "plan.json"
+    result_path = rundir / "result.json"
+    result: dict[str, Any] = {}
+    try:
+        fd = os.open(plan_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(plan_json)
+        result = _boot(rundir, plan_path, result_path, timeout=timeout, progress=progress, module=module,
+                       mem=mem)
+    finally:
         plan_path.unlink(missing_ok=True)
         if keep_logs:
             for name in os.listdir(rundir):
@@ -217,7 +229,34 @@ def run_rehearsal(
                         p.unlink(missing_ok=True)
         else:
             shutil.rmtree(rundir, ignore_errors=True)
-    result["wall_s"] = round(time.monotonic() - t0, 1)
     if keep_logs:
         result["logdir"] = str(logdir)
+    return result
+
+
+def run_rehearsal(
+    plan: LabPlan,
+    *,
+    workdir: Path,
+    progress: Callable[[str], None],
+    keep_logs: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """Boot UML, rehearse the tunnel of ``plan`` in it, return the figures.
+
+    The figures are described in :mod:`.guest`; ``ok`` is true only when every check passed
+    (``failures`` lists the others), ``wall_s`` is the host-side wall time including boot.
+    With ``keep_logs`` the logs stay in ``result["logdir"]``.
+    """
+    t0 = time.monotonic()
+    problems = plan.problems()
+    if problems:
+        return {"ok": False, "failures": [f"plan: {p}" for p in problems], "wall_s": 0.0}
+    missing = missing_tools()
+    if missing:
+        return {"ok": False, "failures": [f"missing Debian packages: {' '.join(missing)}"], "wall_s": 0.0}
+    progress(f"booting user-mode-linux ({plan.auth_mode} mode)")
+    result = run_in_guest(plan.to_json(), workdir=workdir, progress=progress, keep_logs=keep_logs,
+                          timeout=timeout)
+    result["wall_s"] = round(time.monotonic() - t0, 1)
     return result
