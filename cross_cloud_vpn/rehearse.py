@@ -20,7 +20,8 @@ Stack files that bring their own networks (aws.vpcId / azure.vnetId) are refused
 builds each gateway's subnet apart from the networks the tunnel carries.
 
 Needs: root, and the Debian packages openiked user-mode-linux iptables iproute2 tcpdump kmod
-iputils-ping openssl (plus openssh-client for the throwaway SSH key). Takes about two minutes.
+iputils-ping openssl util-linux, plus openssh-client (a throwaway SSH key for the program).
+Takes about two minutes.
 
 Prints progress on stderr, then what passed and what failed (and why) with the figures, and
 last one line: "rehearsal: ok tunnel_s=... pings=... cleartext=... restart_s=...

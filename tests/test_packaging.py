@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -155,6 +156,16 @@ def test_the_checkout_has_no_symlinks() -> None:
         pytest.skip("not a git checkout")
     links = [line.split("\t", 1)[1] for line in tracked.stdout.splitlines() if line.startswith("120000 ")]
     assert not links, f"symlinks in the repository (a Windows checkout breaks on them): {links}"
+
+
+def test_no_module_imports_a_mapped_folder_by_its_bare_name() -> None:
+    """From the repository root a bare ``openbsd`` is importable too; a module imported both ways
+    would load twice (two classes of each name, isinstance failing across them)."""
+    bare = re.compile(rf"^\s*(from|import)\s+({'|'.join(SUBPACKAGES)})(\.|\s|$)", flags=re.MULTILINE)
+    skip = {"venv", ".venv", "build", ".git", ".mypy_cache", ".ruff_cache"}
+    found = [f"{path.relative_to(REPO)}: {m.group(0).strip()}" for path in sorted(REPO.rglob("*.py"))
+             if not skip & set(path.relative_to(REPO).parts) for m in bare.finditer(path.read_text())]
+    assert not found, found
 
 
 def test_editable_install_in_a_fresh_venv_maps_the_top_level_folders_into_the_package(
