@@ -17,7 +17,7 @@ import yaml
 from cross_cloud_vpn import rehearse
 from cross_cloud_vpn.lab.keys import public_pem_of
 from cross_cloud_vpn.lab.plan import LabPlan
-from cross_cloud_vpn.lab.uml import missing_tools, run_rehearsal
+from cross_cloud_vpn.lab.uml import TOOLS, missing_tools, run_rehearsal
 from cross_cloud_vpn.lab_cloud import evaluate
 from cross_cloud_vpn.openbsd import parse_bootstrap
 from cross_cloud_vpn.rehearse import (
@@ -124,16 +124,21 @@ def test_plan_for_a_users_program_takes_each_gateways_files_from_its_configure_c
     assert [parse_bootstrap(script).files for script in plan.reconfigure[0]] == planned
 
 
-def test_plan_for_a_pair_whose_site_names_hold_dashes_gives_each_gateway_its_own_key(
-    tmp_path: Path, ssh_keypair: tuple[str, str]
-) -> None:
+def dashed_sites_program(tmp_path: Path) -> Path:
+    """examples/new_networks.py with the pair's sides named "aws-eu" and "on-prem-dc"."""
     source = (REPO / "examples" / "new_networks.py").read_text()
     renamed = source.replace("left=aws_site.endpoint()", 'left=aws_site.endpoint(site="aws-eu")').replace(
         "right=azure_site.endpoint()", 'right=azure_site.endpoint(site="on-prem-dc")')
     assert renamed.count('site="') == 2, "examples/new_networks.py no longer joins site.endpoint() pairs"
     program = tmp_path / "__main__.py"
     program.write_text(renamed)
-    plan, _, _ = users_plan(program, example_stack(tmp_path, ssh_keypair[0]))
+    return program
+
+
+def test_plan_for_a_pair_whose_site_names_hold_dashes_gives_each_gateway_its_own_key(
+    tmp_path: Path, ssh_keypair: tuple[str, str]
+) -> None:
+    plan, _, _ = users_plan(dashed_sites_program(tmp_path), example_stack(tmp_path, ssh_keypair[0]))
     a, b = plan.gateways
     assert (a.name, b.name) == ("aws-eu", "on-prem-dc")
     # Each side holds the other's public key: the one the lab made for that very site.
@@ -265,6 +270,8 @@ def test_help_says_in_plain_words_what_it_needs_how_long_it_takes_and_the_exit_c
                    "about two minutes", "0 every check passed", "1 a rehearsal check failed",
                    "2 it cannot run here", "--program", "--plan", "--json"):
         assert phrase in text, phrase
+    words = {word.strip(",.;()") for word in text.split()}
+    assert set(TOOLS.values()) <= words, "--help must name every package missing_tools asks for"
 
 
 def test_summary_names_a_check_that_did_not_run() -> None:
@@ -302,4 +309,20 @@ def test_program_configs_bring_up_a_real_tunnel_and_survive_faults(tmp_path: Pat
     # The program's tunnel check, unchanged, fails the update while the key is wrong.
     assert all(code != 0 for code in result["wrong_key_check_exit"].values()), result
     assert all(out.startswith("tunnel: up\n") for out in result["tunnel_check"].values())
+    assert result["ok"], result["failures"]
+
+
+@pytest.mark.lab
+@lab
+def test_a_users_program_with_dashed_site_names_brings_up_a_real_tunnel(
+    tmp_path: Path, ssh_keypair: tuple[str, str]
+) -> None:
+    plan, _, _ = users_plan(dashed_sites_program(tmp_path), example_stack(tmp_path, ssh_keypair[0]))
+    result = run_rehearsal(plan, workdir=tmp_path, progress=print)
+    print(human_summary(result, plan))
+    assert result["pings"]["a_to_b"] == [3, 3] and result["pings"]["b_to_a"] == [3, 3], result
+    assert result["cleartext"] == 0 and result["wrong_key_delivered"] == 0, result
+    assert result["hitless_lost"] == 0 and result["hitless_iked_restarts"] == 0, result
+    assert all(out.startswith("tunnel: up\n") for out in result["tunnel_check"].values())
+    assert result["change_ok"] is None  # no config change for a user's program
     assert result["ok"], result["failures"]
