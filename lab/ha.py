@@ -16,6 +16,7 @@ figures; ``summary_line(result)`` is the one-line report.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from ..openbsd.bgpd import BGPD_CONF_MODE, BGPD_CONF_PATH
 from ..openbsd.iked import IKED_CONF_MODE, IKED_CONF_PATH, peer_pubkey_path
 from .keys import make_keypair
 from .plan import GatewayPlan, PushedFile
-from .uml import missing_tools, run_in_guest
+from .uml import SEARCH_PATH, missing_tools, run_in_guest
 
 AWS_AS, AZURE_AS, ROUTE_SERVER_AS = 65010, 65020, 65000
 AWS_VPC_ROUTER, AZURE_VNET_ROUTER = "10.10.0.1", "10.20.0.1"
@@ -149,10 +150,8 @@ def ha_plan() -> HaPlan:
 
 def missing_ha_tools() -> list[str]:
     """Debian packages the HA rehearsal needs and this machine lacks."""
-    from shutil import which
-
     missing = missing_tools()
-    if which("bgpd", path="/usr/sbin:/usr/bin") is None:
+    if shutil.which("bgpd", path=SEARCH_PATH) is None:
         missing.append("openbgpd")
     return missing
 
