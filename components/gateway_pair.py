@@ -218,7 +218,10 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
             here, there = site["site"], peer["site"]
 
             def render(values: list[Any], here: str = here, there: str = there) -> RenderedGateway:
-                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin = values[:8]
+                # The values after the eighth are the late checks, passed by the time this runs.
+                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin = (
+                    values[:8]
+                )
                 auth: PubkeyAuth | PskAuth = PskAuth(secret) if mode == IkeAuthMode.PSK else PubkeyAuth()
                 return render_gateway(
                     GatewaySpec(
