@@ -28,8 +28,9 @@ def main() -> None:
               f"route_server_prefixes={result.get('route_server_prefixes')} "
               f"igw_private_drops={result.get('igw_private_drops')} guard_drops={result.get('guard_drops')}")
         for name, fault in (result.get("faults") or {}).items():
-            print(f"  {name}: steered during the fault {fault.get('steering_during')}, "
-                  f"back on pair 1 {fault.get('healed_s')}s after healing")
+            pings = f"{fault.get('ping_gap_from_a_s')}/{fault.get('ping_gap_from_b_s')}"
+            print(f"  {name}: ping gaps from AWS/Azure {pings}s, steered during the fault to "
+                  f"{fault.get('steering_during')}, back on pair 1 {fault.get('healed_s')}s after healing")
         if isinstance(result.get("failover_max_s"), int | float):
             worst.append(float(result["failover_max_s"]))
     if worst:

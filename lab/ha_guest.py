@@ -22,7 +22,8 @@ off everywhere)::
 * The guard (pf's job): in each gateway, forwarded workload traffic and its own packets to the
   peer gateway's private address are dropped unless they leave under an IPsec policy.
 * Streams: one UDP datagram every 0.2 s each way between the two workload hosts; the receivers
-  log arrival times, so each direction's gap is measured on its own.
+  log arrival times, so each direction's gap is measured on its own. Beside them a ping every
+  0.2 s from each host (``ping -D``), whose answers need both directions at once.
 * Cleartext: ``inet`` counts every packet by kind (as the single-gateway lab does) with tcpdump as a
   second opinion; each cloud router also counts cleartext from a gateway toward the other cloud.
 """
@@ -140,6 +141,7 @@ class HaRehearsal:
             self.sides[name] = Side(i % 2, g, plan.gateways[peer_of(name)], gw=f"gw-{name}")
         self.bgpd: dict[str, subprocess.Popen[bytes]] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.pings: list[subprocess.Popen[bytes]] = []
         self.failures: list[str] = []
         self.result: dict[str, Any] = {}
         self.stop = threading.Event()
@@ -296,6 +298,19 @@ class HaRehearsal:
                                                 "send", str(STREAM_PORT), nth(WORKLOAD[dst], 10),
                                                 str(STREAM_INTERVAL)], stdout=subprocess.DEVNULL,
                                                stderr=subprocess.DEVNULL, start_new_session=True))
+            # and a ping stream from the same host: its answers need both directions
+            out = self.ping_log(src).open("w")
+            self.pings.append(subprocess.Popen(["ip", "netns", "exec", HOST[src], "ping", "-n", "-D", "-i",
+                                                str(STREAM_INTERVAL), "-W", "1", nth(WORKLOAD[dst], 10)],
+                                               stdout=out, stderr=subprocess.DEVNULL, start_new_session=True))
+            out.close()
+
+    def ping_log(self, src: str) -> Path:
+        return RUN / f"ping-from-{src}.log"
+
+    def ping_replies(self, src: str) -> list[float]:
+        text = self.ping_log(src).read_text()
+        return [float(t) for t in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", text, re.M)]
 
     def arrivals(self, direction: str) -> list[float]:
         times = []
@@ -406,6 +421,8 @@ class HaRehearsal:
             raise RuntimeError("the UDP streams do not flow both ways through pair 1")
 
     def figures(self, faults: dict[str, dict[str, Any]]) -> None:
+        for p in self.pings:  # ping writes its file in full when it exits
+            stop_proc(p, signal.SIGINT)
         arrivals = {d: self.arrivals(d) for d in self.receivers()}
         worst: list[float] = []
         for label, f in faults.items():
@@ -417,6 +434,8 @@ class HaRehearsal:
                     self.fail(f"{label}: no {d} traffic after the fault")
                 else:
                     worst.append(gap)
+            for src in "ab":
+                f[f"ping_gap_from_{src}_s"] = max_gap(self.ping_replies(src), f["t_fault"], f["t_heal"])
             for key in ("t_fault", "t_heal", "t_settled"):
                 f.pop(key)
         self.result["faults"] = faults
@@ -430,7 +449,7 @@ class HaRehearsal:
         if any(not prefix.startswith("10.20.") for prefix in self.result["route_server_prefixes"]):
             self.fail(f"the route server learned AWS prefixes: {self.result['route_server_prefixes']}")
         self.result["child_sas"] = {n: child_sas(s.gw) for n, s in self.sides.items()}
-        for p in self.procs:
+        for p in [*self.pings, *self.procs]:
             stop_proc(p, signal.SIGINT)
         for p in self.bgpd.values():
             stop_proc(p)

@@ -106,6 +106,8 @@ def _lab_skip_reason() -> str | None:
 def test_every_single_fault_fails_over_and_back_with_no_cleartext(tmp_path: Path) -> None:
     r = run_ha_rehearsal(workdir=tmp_path, progress=print)
     print(summary_line(r))
+    pings = {k: (f["ping_gap_from_a_s"], f["ping_gap_from_b_s"]) for k, f in r.get("faults", {}).items()}
+    print("ping gaps from AWS/Azure:", pings)
     assert r["failures"] == [], r["failures"]
     assert r["ok"]
     assert list(r["faults"]) == [label for label, _, _ in FAULTS]
@@ -114,6 +116,8 @@ def test_every_single_fault_fails_over_and_back_with_no_cleartext(tmp_path: Path
         for direction in ("a_to_b", "b_to_a"):
             for phase in ("gap", "failback"):
                 assert fault[f"{phase}_{direction}_s"] is not None, f"{label}: no {direction} ({phase})"
+        for src in "ab":
+            assert fault[f"ping_gap_from_{src}_s"] is not None, f"{label}: no ping answered after the fault"
         assert fault["cleartext"] == 0, f"{label}: {fault['cleartext']} cleartext packets"
     assert r["cleartext"] == 0 and r["esp_packets"] > 0
     assert r["route_server_prefixes"] == ["10.20.1.0/24"], "the route server must hold only the Azure prefix"
