@@ -92,7 +92,9 @@ ROUTE_SERVER_POLL = 0.5
 UP_TIMEOUT = 120.0
 OBSERVE_S = 20.0
 RESUME_TIMEOUT = 40.0
-HEAL_TIMEOUT = 120.0
+#: OpenBGPD waits an idle-hold time after a session error, doubling with each flap (30, 60, 120 s):
+#: pair 1 flaps three times in this rehearsal.
+HEAL_TIMEOUT = 180.0
 CLOUD = {"a": "vpc-a", "b": "vnet-b"}
 HOST = {"a": "h-a", "b": "h-b"}
 ROUTER = {"a": AWS_VPC_ROUTER, "b": AZURE_VNET_ROUTER}
