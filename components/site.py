@@ -151,7 +151,7 @@ def common_site_problems(args: Mapping[str, Any], cidr_key: str) -> list[str]:
     """
     problems: list[str] = []
     outer = args.get(cidr_key)
-    gateway_subnet = str(args.get("gateway_subnet_cidr"))
+    gateway_subnet: str = args.get("gateway_subnet_cidr") or ""
     workloads = args.get("workload_subnet_cidrs") or []
     if outer:
         subnets = [("'gateway_subnet_cidr'", gateway_subnet), *labelled("workload_subnet_cidrs", workloads)]
