@@ -119,12 +119,16 @@ class AwsSite(pulumi.ComponentResource):
         """Check ``args`` (every problem at once, before any child), then build the AWS side."""
         super().__init__("cross-cloud-vpn:index:AwsSite", name, None, opts)
         component = f"AwsSite {name!r}"
-        problems = network_mode_problems(args, "vpc_cidr", "vpc_id", "workload_route_table_ids")
+        mode = network_mode_problems(args, "vpc_cidr", "vpc_id", "workload_route_table_ids")
         instance_type = args.get("instance_type") or DEFAULT_AWS_INSTANCE_TYPE
         type_problem = None if args.get("image_has_ena") else instance_type_problem(instance_type)
-        if type_problem:
-            problems.append(f"'instance_type' is {instance_type!r}: {type_problem}; or set 'image_has_ena'")
-        refuse(component, problems or common_site_problems(args, "vpc_cidr"))
+        opt_out = "; or, if your image has its own ENA driver, set 'image_has_ena'"
+        refuse(component, [
+            *mode,
+            *listed(type_problem and f"'instance_type' is {instance_type!r}: {type_problem}{opt_out}"),
+            # The layout checks need a complete network description.
+            *([] if mode else common_site_problems(args, "vpc_cidr")),
+        ])
         child = pulumi.ResourceOptions(parent=self)
         self.site = "aws"
         self.admin_user = pulumi.Output.from_input(

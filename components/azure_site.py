@@ -148,8 +148,9 @@ class AzureSite(pulumi.ComponentResource):
         """Check ``args`` (every problem at once, before any child), then build the Azure side."""
         super().__init__("cross-cloud-vpn:index:AzureSite", name, None, opts)
         component = f"AzureSite {name!r}"
-        problems = network_mode_problems(args, "vnet_cidr", "vnet_id", "workload_route_table_ids")
-        refuse(component, problems or common_site_problems(args, "vnet_cidr"))
+        mode = network_mode_problems(args, "vnet_cidr", "vnet_id", "workload_route_table_ids")
+        # The layout checks need a complete network description.
+        refuse(component, mode or common_site_problems(args, "vnet_cidr"))
         child = pulumi.ResourceOptions(parent=self)
         self.site = "azure"
         self.admin_user = pulumi.Output.from_input(

@@ -269,3 +269,13 @@ def test_output_route_table_id_that_is_not_one_is_refused_naming_it(ed25519_key:
         workload_route_table_ids=[pulumi.Output.from_input("rtb-not-azure")],
         local_cidrs=["192.168.0.0/16"])).vm_id},
         "AzureSite 'byo'", "'workload_route_table_ids[0]'", "rtb-not-azure")
+
+
+def test_every_problem_of_a_site_is_reported_at_once(ed25519_key: str) -> None:
+    def program() -> dict[str, Any]:
+        AwsSite("lib", aws_args(ed25519_key, instance_type="c5.large", remote_cidrs=["172.16.10.0/24"],
+                                admin_cidrs=["0.0.0.0/0"]))
+        return {}
+
+    cloud = refused(program, "'instance_type' is 'c5.large'", "'remote_cidrs[0]'", "'admin_cidrs[0]'")
+    assert not [r for r in cloud.registrations if r.custom]
