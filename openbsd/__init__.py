@@ -30,8 +30,17 @@ from .iked import (
     render_iked_conf,
 )
 from .pf import PfGateway, render_pf_conf
+from .probe import (
+    AZURE_PROBE_SOURCE,
+    ProbeResponder,
+    probe_file,
+    probe_path,
+    render_httpd_conf,
+    render_ifstated_conf,
+)
 
 __all__ = [
+    "AZURE_PROBE_SOURCE",
     "DEFAULT_CHILD_PROPOSALS",
     "DEFAULT_DPD_INTERVAL",
     "DEFAULT_IKE_PROPOSAL",
@@ -44,6 +53,7 @@ __all__ = [
     "IkedGateway",
     "ParsedBootstrap",
     "PfGateway",
+    "ProbeResponder",
     "PskAuth",
     "PubkeyAuth",
     "RenderedGateway",
@@ -52,11 +62,15 @@ __all__ = [
     "normalize_public_key",
     "parse_bootstrap",
     "peer_pubkey_path",
+    "probe_file",
+    "probe_path",
     "proposal_problems",
     "psk_problem_text",
     "render_bgpd_conf",
     "render_bootstrap",
     "render_gateway",
+    "render_httpd_conf",
+    "render_ifstated_conf",
     "render_iked_conf",
     "render_pf_conf",
     "render_read_pubkey_script",

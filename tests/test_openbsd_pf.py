@@ -104,3 +104,110 @@ def test_pf_refuses_an_address_that_is_not_ipv4(field: str) -> None:
     bad = PfGateway(**{**GW.__dict__, field: "not-an-ip"})
     with pytest.raises(ValueError):
         render_pf_conf(bad)
+
+
+# HA mode (issue 13): two pairs of gateways; research/ha.md sections 2.3 and 2.5.
+HA_GW = PfGateway(**{**GW.__dict__, "bgp_peer_private_ip": "10.20.0.10"})
+HA_AZURE_GW = PfGateway(**{**GW.__dict__, "private_ip": "10.20.0.10", "local_cidrs": ["10.20.1.0/24"],
+                           "remote_cidrs": ["10.10.1.0/24"], "bgp_peer_private_ip": "10.10.0.10",
+                           "probe_port": 8080})
+TRANSIT = [
+    "pass in on egress inet from <local_nets> to <remote_nets>",
+    "pass out on enc0 inet from <local_nets> to <remote_nets>",
+    "pass in on enc0 inet from <remote_nets> to <local_nets>",
+    "pass out on egress inet from <remote_nets> to <local_nets>",
+]
+
+
+def _rules_of(gw: PfGateway) -> list[str]:
+    return [line for line in render_pf_conf(gw).splitlines() if line and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module", params=["aws", "azure"])
+def ha_rules(request: pytest.FixtureRequest) -> list[str]:
+    return _rules_of(HA_GW if request.param == "aws" else HA_AZURE_GW)
+
+
+def test_ha_is_off_by_default_so_the_single_gateway_text_has_no_ha_rule(rules: list[str]) -> None:
+    assert GW.bgp_peer_private_ip is None and GW.probe_port is None
+    text = "\n".join(rules)
+    for ha_only in ("no state", "peer_gw", "179", "lb_probe", "168.63.129.16"):
+        assert ha_only not in text, ha_only
+    transit = [r for r in _passes(rules) if "<local_nets>" in r or "<remote_nets>" in r]
+    assert transit == TRANSIT, "single-gateway transit rules stay stateful, as before"
+
+
+def test_ha_transit_rules_keep_no_state_so_one_direction_of_a_flow_passes(ha_rules: list[str]) -> None:
+    """Each cloud picks a pair per flow; a gateway may see only one direction (research 2.5)."""
+    transit = [r for r in ha_rules if "<local_nets>" in r or "<remote_nets>" in r]
+    assert [r for r in transit if r.startswith("pass")] == [f"{t} no state" for t in TRANSIT]
+    assert not any(r.startswith("pass") and "<remote_nets>" in r and "keep state" in r for r in ha_rules)
+
+
+def test_ha_traffic_to_remote_networks_still_never_leaves_egress(ha_rules: list[str]) -> None:
+    guard = "block out log quick on egress inet to <remote_nets>"
+    first_pass = next(i for i, r in enumerate(ha_rules) if r.startswith("pass"))
+    assert ha_rules.index(guard) < first_pass
+    to_remote = [r for r in ha_rules if r.startswith("pass out") and "to <remote_nets>" in r]
+    assert to_remote == ["pass out on enc0 inet from <local_nets> to <remote_nets> no state"]
+
+
+def test_ha_what_stays_stateful_is_bound_to_its_interface(ha_rules: list[str]) -> None:
+    assert "set state-policy if-bound" in ha_rules
+    stateless = [r for r in ha_rules if "no state" in r]
+    assert len(stateless) == 4, "only the four transit rules may drop state"
+
+
+def test_ha_bgp_with_the_peer_gateway_passes_only_on_enc0(ha_rules: list[str]) -> None:
+    bgp = [r for r in ha_rules if r.startswith("pass") and ("179" in r.split() or "$peer_gw" in r)]
+    assert bgp == [
+        "pass out on enc0 inet proto tcp from $gw to $peer_gw port 179",
+        "pass in on enc0 inet proto tcp from $peer_gw to $gw port 179",
+    ]
+
+
+def test_ha_nothing_for_the_peer_gateway_leaves_egress_in_the_clear(ha_rules: list[str]) -> None:
+    """With no SA, the gateway's own `pass out on egress from $gw` would carry BGP in the clear:
+    a quick block for the peer gateway's address must come before every pass."""
+    guard = "block out log quick on egress inet to $peer_gw"
+    assert guard in ha_rules
+    first_pass = next(i for i, r in enumerate(ha_rules) if r.startswith("pass"))
+    assert ha_rules.index(guard) < first_pass < ha_rules.index("pass out on egress inet from $gw")
+    assert not [r for r in ha_rules if r.startswith("pass") and "egress" in r and "$peer_gw" in r]
+
+
+def test_ha_macros_name_the_peer_gateway() -> None:
+    assert 'peer_gw = "10.20.0.10"' in _rules_of(HA_GW)
+    assert 'peer_gw = "10.10.0.10"' in _rules_of(HA_AZURE_GW)
+
+
+def test_ha_azure_gateway_takes_the_load_balancer_probe_only_from_its_source() -> None:
+    azure = _rules_of(HA_AZURE_GW)
+    assert 'lb_probe = "168.63.129.16"' in azure
+    probe = [r for r in azure if "$lb_probe" in r]
+    assert probe == ["pass in on egress inet proto tcp from $lb_probe to $gw port 8080"]
+    assert not [r for r in _rules_of(HA_GW) if "lb_probe" in r], "an AWS gateway has no probe rule"
+
+
+def test_ha_comments_say_why_citing_pf_conf_and_the_research() -> None:
+    text = render_pf_conf(HA_AZURE_GW)
+    for why in ("pf.conf(5) `no state`", "research/ha.md section 2.5", "168.63.129.16", "in the clear"):
+        assert why in text, why
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bgp_peer_private_ip": "not-an-ip"}, "not an IPv4 address"),
+        ({"bgp_peer_private_ip": "10.10.0.10"}, "own private IP"),
+        ({"bgp_peer_private_ip": "10.10.1.5"}, "local_cidrs"),
+        ({"probe_port": 0}, "1..65535"),
+        ({"probe_port": 65536}, "1..65535"),
+        ({"probe_port": 179}, "taken"),
+        ({"bgp_peer_private_ip": None, "probe_port": 8080}, "needs bgp_peer_private_ip"),
+    ],
+)
+def test_ha_pf_refuses_bad_ha_inputs(change: dict[str, object], message: str) -> None:
+    bad = PfGateway(**{**HA_GW.__dict__, **change})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        render_pf_conf(bad)
