@@ -14,7 +14,7 @@ from .bootstrap import (
     render_read_pubkey_script,
     render_tunnel_check_script,
 )
-from .gateway import GatewaySpec, RenderedGateway, normalize_public_key, render_gateway
+from .gateway import GatewayHa, GatewaySpec, RenderedGateway, normalize_public_key, render_gateway
 from .iked import (
     DEFAULT_CHILD_PROPOSALS,
     DEFAULT_DPD_INTERVAL,
@@ -33,6 +33,7 @@ from .pf import PfGateway, render_pf_conf
 from .probe import (
     AZURE_PROBE_SOURCE,
     ProbeResponder,
+    probe_directory,
     probe_file,
     probe_path,
     render_httpd_conf,
@@ -49,6 +50,7 @@ __all__ = [
     "REMOTE_SHELL",
     "BgpdGateway",
     "ConfigFile",
+    "GatewayHa",
     "GatewaySpec",
     "IkedGateway",
     "ParsedBootstrap",
@@ -62,6 +64,7 @@ __all__ = [
     "normalize_public_key",
     "parse_bootstrap",
     "peer_pubkey_path",
+    "probe_directory",
     "probe_file",
     "probe_path",
     "proposal_problems",

@@ -6,7 +6,8 @@ daemon's own parser (``iked -n``, ``pfctl -nf``) and installs nothing unless eve
 passes: a bad file never replaces a working one. It then touches only what changed: pf is
 reloaded when pf.conf changed, iked restarted only when iked.conf changed (a restart drops every
 SA without a DELETE), started when it is not running; a new peer key needs nothing, because iked
-reads the peer's key file at each authentication (sbin/iked/ca.c ca_validate_pubkey()).
+reads the peer's key file at each authentication (sbin/iked/ca.c ca_validate_pubkey()). A daemon
+that re-reads its file in place (bgpd: ``bgpctl reload``) is reloaded instead of restarted.
 
 :func:`parse_bootstrap` reads the files back out of a rendered script; the local rehearsal
 uses it so that what it runs is exactly what the program would push.
@@ -41,8 +42,10 @@ _SYSCTL_LINE = re.compile(r"^# sysctl (?P<line>\S+=\S+)$", re.MULTILINE)
 class ConfigFile:
     """One file the bootstrap installs, the command that must accept it first, and what a change
     of it needs: ``load`` runs on the staged copy before it is installed (``pfctl -f {path}``),
-    ``restarts`` names the rc.d daemon to restart once it is installed. An unchanged file
-    (``cmp``) is left alone and needs neither."""
+    ``restarts`` names the rc.d daemon to restart once it is installed, or, with ``reload``, the
+    command that makes that daemon, while it runs, re-read the installed file instead
+    (``bgpctl reload``: bgpd keeps running). An unchanged file (``cmp``) is left alone and
+    needs none of these; a stopped daemon is started whatever changed."""
 
     path: str
     content: str = field(repr=False)
@@ -50,11 +53,33 @@ class ConfigFile:
     check: str | None = None  # a command with {path} where the staged copy goes
     load: str | None = None  # likewise, run only when the file changed
     restarts: str | None = None  # an rc.d daemon name
+    reload: str | None = None  # a command, run in place of `rcctl restart` for that daemon
+
+
+def _check_path(path: str) -> None:
+    if not re.fullmatch(r"/[A-Za-z0-9_./-]+", path) or "/../" in path:
+        raise ValueError(f"unsafe path {path!r}")
+
+
+def _daemon_reloads(files: Sequence[ConfigFile]) -> dict[str, str | None]:
+    """Each daemon a file names, with the command that reloads it (None: it is restarted)."""
+    reloads: dict[str, set[str | None]] = {}
+    for f in files:
+        if f.reload and not f.restarts:
+            raise ValueError(f"{f.path}: reload {f.reload!r} names no daemon (restarts)")
+        if f.restarts:
+            reloads.setdefault(f.restarts, set()).add(f.reload)
+    for daemon, commands in reloads.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", daemon):
+            raise ValueError(f"unsafe daemon name {daemon!r}")
+        if len(commands) > 1:
+            raise ValueError(f"the files of {daemon} disagree on how it reloads: "
+                             f"{sorted(map(str, commands))}")
+    return {daemon: reloads[daemon].pop() for daemon in sorted(reloads)}
 
 
 def _file_block(index: int, f: ConfigFile) -> list[str]:
-    if not re.fullmatch(r"/[A-Za-z0-9_./-]+", f.path) or "/../" in f.path:
-        raise ValueError(f"unsafe path {f.path!r}")
+    _check_path(f.path)
     content = f.content if f.content.endswith("\n") else f.content + "\n"
     if f"\n{_EOF}\n" in f"\n{content}":
         raise ValueError(f"{f.path} holds the line {_EOF}, which ends the here-document")
@@ -65,16 +90,18 @@ def _file_block(index: int, f: ConfigFile) -> list[str]:
     ]
 
 
-def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -> str:
-    """Stage and check ``files``; install those that changed; set ``sysctl_lines``; load or
-    restart only what a changed file needs; start a daemon that is not running. Prints one
-    status line saying what it did."""
+def render_bootstrap(
+    files: Sequence[ConfigFile], sysctl_lines: Sequence[str], directories: Sequence[str] = ()
+) -> str:
+    """Stage and check ``files``; install those that changed; make ``directories`` (0755, for a
+    daemon that drops privileges); set ``sysctl_lines``; load, reload or restart only what a
+    changed file needs; start a daemon that is not running. Prints one status line saying what
+    it did."""
     if not files:
         raise ValueError("nothing to install")
-    daemons = sorted({f.restarts for f in files if f.restarts})
-    for daemon in daemons:
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", daemon):
-            raise ValueError(f"unsafe daemon name {daemon!r}")
+    reloads = _daemon_reloads(files)
+    for directory in directories:
+        _check_path(directory)
     lines = [
         "# cross-cloud-vpn bootstrap: runs as root (doas -n /bin/sh -s), read from stdin.",
         "# Everything sits in main() so the shell has read the whole script before any",
@@ -85,7 +112,7 @@ def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -
         "stage=$(mktemp -d /tmp/ccvpn.XXXXXXXXXX)",
         "trap 'rm -rf \"$stage\"' EXIT",
         'changed=""',
-        *(f"restart_{daemon}=no" for daemon in daemons),
+        *(f"restart_{daemon}=no" for daemon in reloads),
     ]
     for index, f in enumerate(files, start=1):
         lines += _file_block(index, f)
@@ -96,6 +123,8 @@ def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -
     lines.append("# All checks passed: install what changed, nothing else.")
     parents = sorted({f.path.rsplit("/", 1)[0] for f in files} - {"/etc"})
     lines += [f"mkdir -p {shlex.quote(parent)}" for parent in parents]
+    # umask 022 for the parents install -d makes too: under the script's 077 they would be 0700.
+    lines += [f"(umask 022; install -d -o root -g wheel -m 0755 {shlex.quote(d)})" for d in directories]
     for index, f in enumerate(files, start=1):
         path = shlex.quote(f.path)
         lines.append(f'if ! cmp -s "$stage/{index}" {path}; then')
@@ -120,15 +149,18 @@ def render_bootstrap(files: Sequence[ConfigFile], sysctl_lines: Sequence[str]) -
         "pfctl -e 2>/dev/null || true",
         'did="changed:${changed:- nothing}"',
     ]
-    for daemon in daemons:
-        # rcctl(8) check: exit 0 when the daemon runs. A restart drops its SAs, so only a changed
-        # config restarts it; a stopped daemon is started whatever changed.
+    for daemon, reload in reloads.items():
+        # rcctl(8) check: exit 0 when the daemon runs. A restart drops its SAs (iked) or sessions,
+        # so only a changed config restarts it, or reloads it where the daemon can re-read its file
+        # in place (bgpd); a stopped daemon is started whatever changed.
+        again = (f"  {reload} >/dev/null; did=\"$did; {daemon} reloaded\"" if reload else
+                 f"  rcctl restart {daemon} >/dev/null; did=\"$did; {daemon} restarted\"")
         lines += [
             f"rcctl enable {daemon} >/dev/null",
             f"if ! rcctl check {daemon} >/dev/null 2>&1; then",
             f"  rcctl start {daemon} >/dev/null; did=\"$did; {daemon} started\"",
             f'elif [ "$restart_{daemon}" = yes ]; then',
-            f"  rcctl restart {daemon} >/dev/null; did=\"$did; {daemon} restarted\"",
+            again,
             "else",
             f'  did="$did; {daemon} left running"',
             "fi",

@@ -90,10 +90,15 @@ def probe_path(p: ProbeResponder) -> str:
     return f"/{p.file_name}"
 
 
-def probe_file(p: ProbeResponder) -> str:
-    """The file on the host whose existence means healthy (the bootstrap creates its directory)."""
+def probe_directory(p: ProbeResponder) -> str:
+    """httpd's document root on the host: the bootstrap makes it (0755, httpd serves as www)."""
     _check(p)
-    return f"{HTTPD_CHROOT}{p.root}/{p.file_name}"
+    return f"{HTTPD_CHROOT}{p.root}"
+
+
+def probe_file(p: ProbeResponder) -> str:
+    """The file on the host whose existence means healthy (in :func:`probe_directory`)."""
+    return f"{probe_directory(p)}/{p.file_name}"
 
 
 def render_ifstated_conf(p: ProbeResponder) -> str:

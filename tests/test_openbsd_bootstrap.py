@@ -1,8 +1,11 @@
 """The gateway scripts, run for real: sh reads them from stdin, the real iked -n checks the
 staged iked.conf, the real openssl makes keys, and nothing is installed unless every check passes.
 
-They run as root in a private mount namespace with a scratch directory bound over /etc, and
-stand-ins for the OpenBSD-only commands (pfctl, rcctl, sysctl, ifconfig) that log their calls.
+They run as root in a private mount namespace with scratch directories bound over /etc and /var,
+and stand-ins for the OpenBSD-only commands (pfctl, rcctl, sysctl, ifconfig; in HA mode bgpctl,
+and ifstated and httpd, which Debian does not package, so their `-n` checks are stand-ins too)
+that log their calls. The real iked, bgpd (Debian's openbgpd) and install are logged on their
+way in, so the order of checks and installs is read from one log.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import pytest
 from cross_cloud_vpn.openbsd import (
     REMOTE_SHELL,
     ConfigFile,
+    GatewayHa,
     GatewaySpec,
     PskAuth,
     PubkeyAuth,
+    RouteServers,
     parse_bootstrap,
     render_bootstrap,
     render_gateway,
@@ -72,24 +77,34 @@ def test_renderer_refuses_unsafe_paths(path: str) -> None:
 
 # --- running the script -------------------------------------------------------------------
 
+REAL = {name: shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        for name in ("iked", "bgpd", "install")}
 needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("iked"),
+    os.geteuid() != 0 or not shutil.which("unshare") or not REAL["iked"] or not REAL["install"],
     reason="needs root, unshare and Debian's openiked",
+)
+needs_bgpd = pytest.mark.skipif(
+    not REAL["bgpd"], reason="needs Debian's openbgpd (apt-get install --no-install-recommends openbgpd)"
 )
 
 STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "$CCVPN_CALLS"
 case "$(basename "$0") $*" in
   "pfctl -nf"*) [ -z "$CCVPN_PF_FAIL" ] || { echo "pfctl: syntax error" >&2; exit 1; } ;;
-  "rcctl check iked") [ -e "$CCVPN_IKED_RUNNING" ] || exit 1 ;;
-  "rcctl start iked"|"rcctl restart iked") : > "$CCVPN_IKED_RUNNING" ;;
+  "rcctl check "*) [ -e "$CCVPN_RUN/$2" ] || exit 1 ;;
+  "rcctl start "*|"rcctl restart "*) : > "$CCVPN_RUN/$2" ;;
 esac
 exit 0
 """
+#: The real program, its call logged first.
+LOGGED = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$CCVPN_CALLS"
+exec {real} "$@"
+"""
 
 
-def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False, iked_running: bool = False
-                  ) -> tuple[int, str, Path, str]:
+def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False, iked_running: bool = False,
+                  running: tuple[str, ...] = ()) -> tuple[int, str, Path, str]:
     etc = tmp_path / "etc"
     (etc / "iked" / "pubkeys" / "ipv4").mkdir(parents=True, exist_ok=True)
     # The host's users (iked drops privileges to _iked) plus OpenBSD's wheel group.
@@ -97,28 +112,33 @@ def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False, iked_runni
     (etc / "passwd").write_text(Path("/etc/passwd").read_text())
     if not (etc / "iked.conf").exists():
         (etc / "iked.conf").write_text("# the previous, working config\n")
+    (tmp_path / "var").mkdir(exist_ok=True)  # HA: httpd's /var/www/htdocs/... is made here
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name in ("pfctl", "rcctl", "sysctl", "ifconfig", "doas"):
+    for name in ("pfctl", "rcctl", "sysctl", "ifconfig", "doas", "bgpctl", "ifstated", "httpd"):
         stub = bin_dir / name
         stub.write_text(STUB)
         stub.chmod(0o755)
+    for name, real in REAL.items():
+        if real:
+            (bin_dir / name).write_text(LOGGED.format(real=real))
+            (bin_dir / name).chmod(0o755)
     calls = tmp_path / "calls.log"
     calls.write_text("")
-    running = tmp_path / "iked.running"
-    if iked_running:
-        running.touch()
-    else:
-        running.unlink(missing_ok=True)
+    run = tmp_path / "running"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    for daemon in (*running, *(["iked"] if iked_running else [])):
+        (run / daemon).touch()
     env = {
         "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
         "CCVPN_CALLS": str(calls),
         "CCVPN_PF_FAIL": "1" if pf_fail else "",
-        "CCVPN_IKED_RUNNING": str(running),
+        "CCVPN_RUN": str(run),
     }
-    # Bind the scratch tree over /etc in a private mount namespace, then run `sh -s` with
-    # the script on stdin, exactly as `doas /bin/sh -s` receives it over SSH.
-    wrapper = f"mount --bind {etc} /etc && exec /bin/sh -s"
+    # Bind the scratch trees over /etc and /var in a private mount namespace, then run `sh -s`
+    # with the script on stdin, exactly as `doas /bin/sh -s` receives it over SSH.
+    wrapper = f"mount --bind {etc} /etc && mount --bind {tmp_path / 'var'} /var && exec /bin/sh -s"
     result = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", wrapper],
         input=script, capture_output=True, text=True, env=env, timeout=60,
@@ -373,3 +393,149 @@ def test_read_pubkey_prints_an_existing_local_pub_and_touches_nothing(tmp_path: 
     result = run_read_pubkey(tmp_path)
     assert result.returncode == 0 and result.stdout == PEM
     assert key.read_text() == "not read\n"
+
+
+# --- HA mode (issue 13): bgpd, and on Azure the probe responder -------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("auth", ["pubkey", "psk"])
+def test_single_gateway_bootstrap_is_byte_identical_to_the_one_before_ha_mode(auth: str) -> None:
+    """tests/golden/ holds the scripts rendered before GatewaySpec had an `ha` part."""
+    rendered = render_gateway(spec(PubkeyAuth() if auth == "pubkey" else PskAuth(PSK)))
+    assert rendered.bootstrap == (GOLDEN / f"bootstrap_single_{auth}.sh").read_text()
+
+
+ENDPOINTS = ["10.10.0.230", "10.10.0.231"]
+
+
+def aws_ha(**changes: object) -> GatewaySpec:
+    """A1: the tunnel to B1 carries their BGP session; re-announces to the Route Server."""
+    ha = GatewayHa(local_as=65010, peer_as=65020, peer_private_ip="10.20.0.10",
+                   route_servers=RouteServers(ENDPOINTS, remote_as=65000))
+    return spec(PubkeyAuth(), **{"ha": ha, **changes})
+
+
+def azure_ha(**changes: object) -> GatewaySpec:
+    """B1: the same session from the other end; answers the load balancer's probe on 8080."""
+    ha = GatewayHa(local_as=65020, peer_as=65010, peer_private_ip="10.10.0.10", probe_port=8080)
+    return spec(PubkeyAuth(), **{
+        "site": "azure", "peer_site": "aws", "private_ip": "10.20.0.10", "public_ip": "203.0.113.20",
+        "peer_public_ip": "198.51.100.10", "local_cidrs": ["10.20.1.0/24"], "remote_cidrs": ["10.10.1.0/24"],
+        "ha": ha, **changes})
+
+
+def test_ha_adds_bgpd_everywhere_and_the_probe_responder_only_where_a_probe_port_is_given() -> None:
+    aws, azure = render_gateway(aws_ha()), render_gateway(azure_ha())
+    plan = {name: [(f.path, f.check, f.restarts, f.reload) for f in r.files[4:]]
+            for name, r in (("aws", aws), ("azure", azure))}
+    bgpd = ("/etc/bgpd.conf", "bgpd -n -f {path}", "bgpd", "bgpctl reload")
+    assert plan["aws"] == [bgpd]
+    assert plan["azure"] == [bgpd, ("/etc/ifstated.conf", "ifstated -n -f {path}", "ifstated", None),
+                             ("/etc/httpd.conf", "httpd -n -f {path}", "httpd", None)]
+    assert "\tfrom 10.20.0.10 to 10.10.0.10 \\\n" in azure.iked_conf  # the BGP host flow
+    assert "block out log quick on egress inet to $peer_gw" in aws.pf_conf.splitlines()
+    assert "pass in on egress inet proto tcp from $lb_probe to $gw port 8080" in azure.pf_conf.splitlines()
+    assert "lb_probe" not in aws.pf_conf
+    assert "ifstated" not in aws.bootstrap and "/var/www" not in aws.bootstrap
+
+
+def test_ha_gateway_steered_by_both_route_servers_and_a_probe_is_refused() -> None:
+    both = GatewayHa(local_as=65010, peer_as=65020, peer_private_ip="10.20.0.10",
+                     route_servers=RouteServers(ENDPOINTS, remote_as=65000), probe_port=8080)
+    with pytest.raises(ValueError, match="not both"):
+        render_gateway(spec(PubkeyAuth(), ha=both))
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ([ConfigFile("/etc/a", "a\n", 0o600, reload="bgpctl reload")], "names no daemon"),
+        ([ConfigFile("/etc/a", "a\n", 0o600, restarts="bgpd", reload="bgpctl reload"),
+          ConfigFile("/etc/b", "b\n", 0o600, restarts="bgpd")], "disagree on how it reloads"),
+    ],
+)
+def test_renderer_refuses_a_reload_without_its_daemon_or_two_ways_to_reload_one(
+    files: list[ConfigFile], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        render_bootstrap(files, [])
+
+
+def _first(calls: str, prefix: str) -> int:
+    lines = calls.splitlines()
+    return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+
+HA_DAEMONS = ("bgpd", "httpd", "ifstated", "iked")
+
+
+@needs_root
+@needs_bgpd
+def test_ha_bootstrap_checks_every_file_with_its_parser_before_installing_any(tmp_path: Path) -> None:
+    rendered = render_gateway(azure_ha())
+    code, output, etc, calls = run_bootstrap(rendered.bootstrap, tmp_path)
+    assert code == 0, output
+    for f in rendered.files:
+        assert (etc / f.path.removeprefix("/etc/")).read_text() == f.content, f.path
+    checks = [_first(calls, c) for c in ("iked -n -f", "pfctl -nf", "bgpd -n -f", "ifstated -n -f",
+                                         "httpd -n -f")]
+    assert max(checks) < _first(calls, "install ") and max(checks) < _first(calls, "pfctl -f"), calls
+    htdocs = tmp_path / "var/www/htdocs/ilb"
+    assert oct(htdocs.stat().st_mode & 0o777) == oct(0o755), "httpd serves as www: the directory is 0755"
+    for daemon in HA_DAEMONS:
+        assert f"rcctl enable {daemon}\nrcctl check {daemon}\nrcctl start {daemon}\n" in calls, calls
+    assert "restart" not in calls and "bgpctl" not in calls, calls
+    assert status(output) == (
+        "cross-cloud-vpn: changed: /etc/iked.conf /etc/iked/pubkeys/ipv4/198.51.100.10 /etc/pf.conf (loaded) "
+        "/etc/hostname.enc0 /etc/bgpd.conf /etc/ifstated.conf /etc/httpd.conf; "
+        "bgpd started; httpd started; ifstated started; iked started"
+    )
+
+
+@needs_root
+@needs_bgpd
+def test_ha_second_run_with_identical_files_changes_nothing_and_restarts_nothing(tmp_path: Path) -> None:
+    rendered = render_gateway(azure_ha())
+    assert run_bootstrap(rendered.bootstrap, tmp_path)[0] == 0
+    before = _mtimes(tmp_path / "etc")
+    code, output, etc, calls = run_bootstrap(rendered.bootstrap, tmp_path, running=HA_DAEMONS)
+    assert code == 0, output
+    assert _mtimes(etc) == before, "an identical file was rewritten"
+    assert "install -o" not in calls and "pfctl -f" not in calls and "bgpctl" not in calls, calls
+    assert "rcctl start" not in calls and "rcctl restart" not in calls, calls
+    assert status(output) == ("cross-cloud-vpn: changed: nothing; bgpd left running; httpd left running; "
+                              "ifstated left running; iked left running")
+
+
+@needs_root
+@needs_bgpd
+def test_ha_bgpd_conf_change_reloads_bgpd_and_leaves_iked_running(tmp_path: Path) -> None:
+    assert run_bootstrap(render_gateway(aws_ha()).bootstrap, tmp_path)[0] == 0
+    standby = aws_ha(ha=GatewayHa(local_as=65010, peer_as=65020, peer_private_ip="10.20.0.10",
+                                  route_servers=RouteServers(ENDPOINTS, remote_as=65000, standby=True)))
+    rendered = render_gateway(standby)
+    code, output, etc, calls = run_bootstrap(rendered.bootstrap, tmp_path, running=("bgpd", "iked"))
+    assert code == 0, output
+    assert (etc / "bgpd.conf").read_text() == rendered.files[-1].content
+    assert "prepend-self" in (etc / "bgpd.conf").read_text()
+    assert "bgpctl reload" in calls and "rcctl restart" not in calls and "pfctl -f" not in calls, calls
+    assert status(output) == "cross-cloud-vpn: changed: /etc/bgpd.conf; bgpd reloaded; iked left running"
+
+
+@needs_root
+@needs_bgpd
+def test_ha_bgpd_conf_that_real_bgpd_refuses_replaces_nothing(tmp_path: Path) -> None:
+    assert run_bootstrap(render_gateway(aws_ha()).bootstrap, tmp_path)[0] == 0
+    before = {p: p.read_text() for p in (tmp_path / "etc").rglob("*") if p.is_file()}
+    # A change to every file of the gateway (one more network), with a bgpd.conf holdtime below
+    # OpenBGPD's floor of 3 (bgpd.conf(5) `holdtime`), which bgpd -n refuses.
+    wider = render_gateway(aws_ha(local_cidrs=["10.10.1.0/24", "10.10.2.0/24"])).bootstrap
+    assert wider.count("\tholdtime 3\n") == 1
+    broken = wider.replace("\tholdtime 3\n", "\tholdtime 2\n")
+    code, output, etc, calls = run_bootstrap(broken, tmp_path, running=("bgpd", "iked"))
+    assert code != 0 and "holdtime" in output, output  # bgpd's own message names the line
+    assert "bgpd -n -f" in calls and "install" not in calls, calls
+    assert "rcctl" not in calls and "pfctl -f" not in calls and "bgpctl" not in calls, calls
+    assert {p: p.read_text() for p in etc.rglob("*") if p.is_file()} == before
