@@ -162,7 +162,7 @@ def render_pf_conf(gw: PfGateway) -> str:
         "",
         "# The gateway's own traffic (IKE and NAT-T to the peer, DNS, NTP, packages, agents).",
     ]
-    if ha:
+    if ha and gw.probe_port is None:
         lines.append("# HA, AWS: also BGP to the route server endpoints in this subnet (they never connect).")
     lines += [
         "pass out on egress inet from $gw",
