@@ -265,22 +265,22 @@ class LabCloud(pulumi.runtime.Mocks):
             return "", inputs
         key = (args.typ, args.name)
         old = self.previous.get(key)
+        compared = _comparable(_unwrap_secrets(inputs))
         if old is None:
-            self.decisions[key] = ("create", [], _comparable(_unwrap_secrets(inputs)))
+            self.decisions[key] = ("create", [], compared)
             return self._fresh(args.typ, args.name, inputs, generation=0)
         request = getattr(self.local, "request", None)
         ignored = list(request.ignoreChanges) if request is not None else []
-        stored = _with_ignored(_comparable(_unwrap_secrets(inputs)), old.stored_inputs, ignored)
         before = old.stored_inputs
+        stored = _with_ignored(compared, before, ignored)
         changed = sorted(k for k in {*stored, *before} if stored.get(k) != before.get(k))
         force_new = FORCE_NEW.get(args.typ, _AZURE_FORCE_NEW if args.typ.startswith("azure-native:") else ())
         on_changes = list(request.replaceOnChanges) if request is not None else []
         replaced = key in self.replace or any(k in force_new for k in changed) or any(
-            _at(stored, path) != _at(old.stored_inputs, path) for path in on_changes
+            _at(stored, path) != _at(before, path) for path in on_changes
         )
         # What the provider receives: the program's inputs (secrets still marked), ignored ones old.
-        sent = {k: v for k, v in inputs.items() if k not in {p.split(".")[0] for p in ignored}}
-        sent.update({k: old.state[k] for p in ignored if (k := p.split(".")[0]) in old.state})
+        sent = _with_ignored(inputs, old.state, ignored)
         if replaced:
             self.decisions[key] = ("replace", changed, stored)
             return self._fresh(args.typ, args.name, sent, generation=_generation(old.id) + 1)
