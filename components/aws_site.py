@@ -6,12 +6,10 @@ from typing import NotRequired, TypedDict, cast
 import pulumi
 import pulumi_aws as aws
 
-from cross_cloud_vpn import checks
 from cross_cloud_vpn.openbsd.platform import DEFAULT_AWS_INSTANCE_TYPE, instance_type_problem
 
 from .site import (
     GatewayEndpointArgs,
-    checked,
     checked_site_inputs,
     cidr_slug,
     common_site_problems,
@@ -131,13 +129,9 @@ class AwsSite(pulumi.ComponentResource):
         ])
         child = pulumi.ResourceOptions(parent=self)
         self.site = "aws"
-        self.admin_user = pulumi.Output.from_input(
-            checked(component, args.get("admin_user") or "ec2-user",
-                    lambda u: listed(checks.user_name_problem("'admin_user'", u)))
-        )
         tags = dict(args.get("tags") or {})
-        local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key = checked_site_inputs(
-            component, args, "vpc_cidr"
+        local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key, self.admin_user = checked_site_inputs(
+            component, args, "vpc_cidr", default_user="ec2-user"
         )
 
         def tagged(suffix: str) -> dict[str, str]:

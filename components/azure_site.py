@@ -6,12 +6,9 @@ from typing import Any, NotRequired, TypedDict, cast
 import pulumi
 import pulumi_azure_native as azure
 
-from cross_cloud_vpn import checks
-
 from .site import (
     ComponentInputError,
     GatewayEndpointArgs,
-    checked,
     checked_site_inputs,
     cidr_slug,
     common_site_problems,
@@ -19,7 +16,6 @@ from .site import (
     host_cidr,
     is_plain,
     joined,
-    listed,
     network_mode_problems,
     refuse,
 )
@@ -153,17 +149,10 @@ class AzureSite(pulumi.ComponentResource):
         refuse(component, mode or common_site_problems(args, "vnet_cidr"))
         child = pulumi.ResourceOptions(parent=self)
         self.site = "azure"
-        self.admin_user = pulumi.Output.from_input(
-            checked(
-                component,
-                args.get("admin_user") or "azure-user",
-                lambda u: listed(checks.user_name_problem("'admin_user'", u)),
-            )
-        )
         tags = dict(args.get("tags") or {})
         location = args["location"]
-        local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key = checked_site_inputs(
-            component, args, "vnet_cidr"
+        local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key, self.admin_user = checked_site_inputs(
+            component, args, "vnet_cidr", default_user="azure-user"
         )
 
         rg_name: pulumi.Input[str] = args["resource_group_name"]

@@ -46,7 +46,17 @@ from cross_cloud_vpn.openbsd import (
 
 from .aws_site import aws_peer_rules
 from .azure_site import azure_peer_rules
-from .site import GatewayEndpointArgs, IkeAuthMode, IkeRole, admin_problems, checked, is_plain, refuse
+from .site import (
+    GatewayEndpointArgs,
+    IkeAuthMode,
+    IkeRole,
+    admin_problems,
+    checked,
+    deferred,
+    is_plain,
+    listed,
+    refuse,
+)
 
 #: How long the first SSH dial may keep failing while an instance boots.
 SSH_WAIT_TIMEOUT = "20m"
@@ -149,7 +159,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
         require_up = bool(_given(args.get("require_tunnel_up"), True))
         ike_proposal = args.get("ike_proposal") or DEFAULT_IKE_PROPOSAL
         child_proposals = list(args.get("child_proposals") or DEFAULT_CHILD_PROPOSALS)
-        admin_cidrs = checked(
+        admin_cidrs = deferred(
             component,
             args["admin_cidrs"],
             lambda cidrs: admin_problems(
@@ -160,7 +170,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
         psk = None
         if mode == IkeAuthMode.PSK:
             psk = pulumi.Output.secret(
-                checked(component, args.get("psk") or "", lambda value: _psk_problems(value))
+                deferred(component, args.get("psk") or "", _psk_problems)
             )
         # Nothing is rendered before every late check has passed.
         agreed = [_check_same_networks(component, side, other) for side, other in (sites, sites[::-1])]
@@ -342,10 +352,10 @@ def _pair_problems(args: Ikev2GatewayPairArgs) -> list[str]:
         for why in proposal_problems(child, "child")
     ]
     left_role, right_role = str(args.get("left_role") or "active"), str(args.get("right_role") or "active")
-    roles = checks.roles_problem("'left_role'", left_role, "'right_role'", right_role)
-    problems += [roles] if roles else []
-    dpd = checks.dpd_problem("'dpd_interval'", _given(args.get("dpd_interval"), DEFAULT_DPD_INTERVAL))
-    problems += [dpd] if dpd else []
+    problems += listed(checks.roles_problem("'left_role'", left_role, "'right_role'", right_role))
+    problems += listed(
+        checks.dpd_problem("'dpd_interval'", _given(args.get("dpd_interval"), DEFAULT_DPD_INTERVAL))
+    )
     wait = _given(args.get("tunnel_check_seconds"), DEFAULT_TUNNEL_CHECK_SECONDS)
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 3600:
         problems.append(f"'tunnel_check_seconds' is {wait!r}; use 0 to 3600 seconds")
@@ -371,8 +381,7 @@ def _check_same_networks(
     label, peer_label = f"'{here['site']}.remote_cidrs'", f"'{there['site']}.local_cidrs'"
 
     def check(values: list[Any]) -> list[str]:
-        problem = checks.same_networks_problem(label, values[0], peer_label, values[1])
-        return [problem] if problem else []
+        return listed(checks.same_networks_problem(label, values[0], peer_label, values[1]))
 
     return checked(component, [routed, there["local_cidrs"]], check)
 

@@ -8,7 +8,7 @@ gateway made some other way.
 
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, NotRequired, TypedDict, TypeVar, cast
+from typing import Any, NamedTuple, NotRequired, TypedDict, TypeVar, cast
 
 import pulumi
 import pulumi_aws
@@ -101,10 +101,17 @@ T = TypeVar("T")
 
 
 def checked(component: str, value: pulumi.Input[T], check: Callable[[T], list[str]]) -> pulumi.Input[T]:
-    """``value``, checked now when it is known, else as soon as it resolves (an Output that
-    fails its check fails the update with the same message, not the SDK's wrapper)."""
+    """``value``, checked now when it is known, else as soon as it resolves (see :func:`deferred`)."""
     if is_plain(value):
         refuse(component, check(cast(T, value)))
+    return deferred(component, value, check)
+
+
+def deferred(component: str, value: pulumi.Input[T], check: Callable[[T], list[str]]) -> pulumi.Input[T]:
+    """``value``; an Output is checked as soon as it resolves (failing the update with the same
+    message, not the SDK's wrapper). A known value is returned as it is: the component checked
+    it with all its other known arguments at construction."""
+    if is_plain(value):
         return value
 
     def run(resolved: T) -> T:
@@ -182,17 +189,25 @@ def common_site_problems(args: Mapping[str, Any], cidr_key: str) -> list[str]:
     return problems
 
 
+class SiteInputs(NamedTuple):
+    """A site's arguments that may be Outputs, each checked (see :func:`checked_site_inputs`)."""
+
+    local_cidrs: pulumi.Input[Sequence[str]]
+    remote_cidrs: pulumi.Input[Sequence[str]]
+    admin_cidrs: pulumi.Input[Sequence[str]]
+    ssh_public_key: pulumi.Input[str]
+    admin_user: pulumi.Output[str]
+
+
 def checked_site_inputs(
-    component: str, args: Mapping[str, Any], cidr_key: str
-) -> tuple[
-    pulumi.Input[Sequence[str]], pulumi.Input[Sequence[str]], pulumi.Input[Sequence[str]], pulumi.Input[str]
-]:
-    """A site's local and remote networks, admin networks and SSH key, each checked now when it
-    is known (see :func:`common_site_problems`) or as soon as it resolves."""
+    component: str, args: Mapping[str, Any], cidr_key: str, default_user: str
+) -> SiteInputs:
+    """A site's local and remote networks, admin networks, SSH key and admin user (default
+    ``default_user``). Known values were checked by :func:`common_site_problems`; an Output is
+    checked as soon as it resolves."""
     local: pulumi.Input[Sequence[str]] = args.get("local_cidrs") or args.get("workload_subnet_cidrs") or []
     outer = args.get(cidr_key)
-    if not is_plain(local):
-        local = checked(component, local, lambda c: checks.cidr_list_problems(labelled("local_cidrs", c)))
+    local = deferred(component, local, lambda c: checks.cidr_list_problems(labelled("local_cidrs", c)))
     remote: pulumi.Input[Sequence[str]] = args["remote_cidrs"]
     if not (is_plain(local) and is_plain(remote)):
         # The overlap check needs both sides of it; the remote list is what the site uses.
@@ -202,17 +217,22 @@ def checked_site_inputs(
             return list(values[1])
 
         remote = pulumi.Output.all(local, remote).apply(both)
-    admin = checked(
+    admin = deferred(
         component,
         args["admin_cidrs"],
         lambda cidrs: admin_problems(cidrs, bool(args.get("allow_ssh_from_anywhere"))),
     )
-    key = checked(
+    key = deferred(
         component,
         args["ssh_public_key"],
         lambda k: listed(checks.ssh_public_key_problem("'ssh_public_key'", k)),
     )
-    return local, remote, admin, key
+    user = deferred(
+        component,
+        args.get("admin_user") or default_user,
+        lambda u: listed(checks.user_name_problem("'admin_user'", u)),
+    )
+    return SiteInputs(local, remote, admin, key, pulumi.Output.from_input(user))
 
 
 def remote_problems(local: Sequence[tuple[str, str]], remote: Sequence[str]) -> list[str]:
