@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1090,16 +1090,19 @@ class Rehearsal:
         return self.result
 
 
-def main(argv: Sequence[str]) -> int:
+def run_guest(module: str, argv: Sequence[str], rehearse: Callable[[str, Path], dict[str, Any]]) -> int:
+    """A guest entry point: ``rehearse(plan JSON, log dir)`` -> the result file and RESULT_MARK.
+
+    Whatever goes wrong inside becomes a failed result, so the host always gets an answer.
+    """
     global LOG
     if len(argv) != 3:
-        print("usage: python3 -m cross_cloud_vpn.lab.guest PLAN.json RESULT.json LOGDIR", file=sys.stderr)
+        print(f"usage: python3 -m {module} PLAN.json RESULT.json LOGDIR", file=sys.stderr)
         return 2
     plan_path, result_path, logdir = Path(argv[0]), Path(argv[1]), Path(argv[2])
     LOG = Log(logdir / "guest.log")
     try:
-        plan = LabPlan.from_json(plan_path.read_text())
-        result = Rehearsal(plan, logdir).run()
+        result = rehearse(plan_path.read_text(), logdir)
     except Exception as e:
         log(traceback.format_exc())
         result = {"ok": False, "failures": [f"guest error: {e}"]}
@@ -1108,6 +1111,13 @@ def main(argv: Sequence[str]) -> int:
     tmp.rename(result_path)
     print(RESULT_MARK, flush=True)
     return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    def rehearse(plan: str, logdir: Path) -> dict[str, Any]:
+        return Rehearsal(LabPlan.from_json(plan), logdir).run()
+
+    return run_guest("cross_cloud_vpn.lab.guest", argv, rehearse)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ off everywhere)::
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import signal
 import subprocess
@@ -46,10 +45,8 @@ from typing import Any
 from . import guest
 from .guest import (
     IPT,
-    RESULT_MARK,
     RUN,
     TRANSIT,
-    Log,
     Side,
     addr,
     build_inet,
@@ -498,21 +495,10 @@ class HaRehearsal:
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python3 -m cross_cloud_vpn.lab.ha_guest PLAN.json RESULT.json LOGDIR", file=sys.stderr)
-        return 2
-    plan_path, result_path, logdir = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    guest.LOG = Log(logdir / "guest.log")
-    try:
-        result = HaRehearsal(HaPlan.from_json(plan_path.read_text()), logdir).run()
-    except Exception as e:
-        log(traceback.format_exc())
-        result = {"ok": False, "failures": [f"guest error: {e}"]}
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1, sort_keys=True))
-    tmp.rename(result_path)
-    print(RESULT_MARK, flush=True)
-    return 0
+    def rehearse(plan: str, logdir: Path) -> dict[str, Any]:
+        return HaRehearsal(HaPlan.from_json(plan), logdir).run()
+
+    return guest.run_guest("cross_cloud_vpn.lab.ha_guest", argv, rehearse)
 
 
 if __name__ == "__main__":
