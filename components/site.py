@@ -35,6 +35,43 @@ class IkeRole(StrEnum):
     """Only answers the peer."""
 
 
+class RouteTableSteeringArgs(TypedDict):
+    """AWS HA steering that costs nothing: the two gateways of a side rewrite the workload route
+    tables' routes to the remote networks themselves (EC2 ``ReplaceRoute`` through their instance
+    role); the standby takes over when the primary's probe responder stops answering."""
+
+    region: pulumi.Input[str]
+    """The AWS region of the route tables (the EC2 API endpoint the gateway calls)."""
+    route_table_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """The workload route tables whose routes to the remote networks the gateways move."""
+    partner_private_ip: pulumi.Input[str]
+    """The other gateway of this side: its probe responder says whether it is healthy."""
+
+
+class GatewayHaArgs(TypedDict):
+    """HA mode (two gateways per side, one tunnel each): how this gateway takes part.
+
+    Each tunnel carries a BGP session between its two gateways' private addresses; a gateway
+    holds the other cloud's networks only while that session is up, and its cloud steers by
+    that: AWS through route servers (``route_server_addresses``) or the gateways' own route
+    table writes (``route_tables``); Azure through the internal load balancer's health probe
+    (``probe_port``)."""
+
+    bgp_as: int
+    """This side's private AS number (the same on both gateways of a side)."""
+    standby: bool
+    """The second gateway of a side: the steering prefers the other one while it is healthy."""
+    route_server_addresses: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]] | None]
+    """AWS route-server steering: the route server endpoints this gateway re-announces to."""
+    route_server_as: NotRequired[int | None]
+    """AWS route-server steering: the route server's AS number."""
+    probe_port: NotRequired[int | None]
+    """The TCP port of the health responder (Azure: the load balancer's probe; AWS
+    route-table steering: the partner gateway's probe)."""
+    route_tables: NotRequired[RouteTableSteeringArgs | None]
+    """AWS route-table steering ($0): what the gateway rewrites."""
+
+
 class GatewayEndpointArgs(TypedDict):
     """One gateway behind a 1:1 public IP, as the pair sees it."""
 
@@ -68,6 +105,9 @@ class GatewayEndpointArgs(TypedDict):
     """Azure: the gateway's NSG, which gets the peer-only IKE/ESP rules."""
     azure_provider: NotRequired[pulumi_azure_native.Provider | None]
     """Azure: the site's provider (subscription): the pair's rules for this side use it."""
+    ha: NotRequired[GatewayHaArgs | None]
+    """HA mode only (a site built with two gateways): this gateway's part in the set of
+    tunnels. Both sides of a pair have it, or neither."""
 
 
 class ComponentInputError(pulumi.RunError):
