@@ -1,4 +1,4 @@
-"""Pulumi ComponentResources of cross-cloud-vpn: one per cloud site and the gateway pair.
+"""Pulumi ComponentResources of cross-cloud-vpn: one per cloud site, the gateway pair, and HA mode's set of pairs.
 
 These are also served to other languages by the component package in ``provider/``. The image
 components (``cross_cloud_vpn.components.images``) read local files and run a local upload, so
@@ -8,7 +8,8 @@ they are for Python programs only and are not exported here.
 from .aws_site import AwsSite, AwsSiteArgs, AwsTestVmArgs
 from .azure_site import AzureSite, AzureSiteArgs, AzureTestVmArgs
 from .gateway_pair import Ikev2GatewayPair, Ikev2GatewayPairArgs
-from .site import GatewayEndpointArgs, IkeAuthMode, IkeRole
+from .site import GatewayEndpointArgs, GatewayHaArgs, IkeAuthMode, IkeRole, RouteTableSteeringArgs
+from .tunnel_set import Ikev2TunnelSet, Ikev2TunnelSetArgs
 
 __all__ = [
     "AwsSite",
@@ -18,8 +19,12 @@ __all__ = [
     "AzureSiteArgs",
     "AzureTestVmArgs",
     "GatewayEndpointArgs",
+    "GatewayHaArgs",
     "IkeAuthMode",
     "IkeRole",
     "Ikev2GatewayPair",
     "Ikev2GatewayPairArgs",
+    "Ikev2TunnelSet",
+    "Ikev2TunnelSetArgs",
+    "RouteTableSteeringArgs",
 ]

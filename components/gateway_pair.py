@@ -33,10 +33,12 @@ from cross_cloud_vpn.openbsd import (
     DEFAULT_DPD_INTERVAL,
     DEFAULT_IKE_PROPOSAL,
     REMOTE_SHELL,
+    GatewayHa,
     GatewaySpec,
     PskAuth,
     PubkeyAuth,
     RenderedGateway,
+    RouteServers,
     proposal_problems,
     psk_problem_text,
     render_gateway,
@@ -48,6 +50,7 @@ from .aws_site import aws_peer_rules
 from .azure_site import azure_peer_rules
 from .site import (
     GatewayEndpointArgs,
+    GatewayHaArgs,
     IkeAuthMode,
     IkeRole,
     admin_problems,
@@ -226,12 +229,18 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
         digests: list[pulumi.Output[str]] = []
         for site, peer in (sites, sites[::-1]):
             here, there = site["site"], peer["site"]
+            here_ha, there_ha = site.get("ha"), peer.get("ha")
 
-            def render(values: list[Any], here: str = here, there: str = there) -> RenderedGateway:
-                # The values after the eighth are the late checks, passed by the time this runs.
-                private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin = (
-                    values[:8]
-                )
+            def render(
+                values: list[Any],
+                here: str = here,
+                there: str = there,
+                ha_args: GatewayHaArgs | None = here_ha,
+                peer_ha: GatewayHaArgs | None = there_ha,
+            ) -> RenderedGateway:
+                # The values after the tenth are the late checks, passed by the time this runs.
+                (private_ip, public_ip, peer_ip, local_cidrs, remote_cidrs, peer_key, secret, admin,
+                 peer_private_ip, steering) = values[:10]
                 auth: PubkeyAuth | PskAuth = PskAuth(secret) if mode == IkeAuthMode.PSK else PubkeyAuth()
                 return render_gateway(
                     GatewaySpec(
@@ -249,6 +258,7 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                         ike_proposal=ike_proposal,
                         child_proposals=child_proposals,
                         dpd_interval=dpd_interval,
+                        ha=_gateway_ha(ha_args, peer_ha, peer_private_ip, steering),
                     )
                 )
 
@@ -261,6 +271,8 @@ class Ikev2GatewayPair(pulumi.ComponentResource):
                 public_keys[there] if mode == IkeAuthMode.PUBKEY else None,
                 psk,
                 admin_cidrs,
+                peer["gateway_private_ip"],
+                _steering_inputs(site.get("ha")),
                 *agreed,
             ).apply(render)
             bootstrap = rendered.apply(lambda r: r.bootstrap)
@@ -359,11 +371,70 @@ def _pair_problems(args: Ikev2GatewayPairArgs) -> list[str]:
     wait = _given(args.get("tunnel_check_seconds"), DEFAULT_TUNNEL_CHECK_SECONDS)
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 3600:
         problems.append(f"'tunnel_check_seconds' is {wait!r}; use 0 to 3600 seconds")
+    problems += _ha_problems(args)
     if is_plain(args["admin_cidrs"]):
         problems += admin_problems(
             cast(Sequence[str], args["admin_cidrs"]), bool(args.get("allow_ssh_from_anywhere"))
         )
     return problems
+
+
+def _ha_problems(args: Ikev2GatewayPairArgs) -> list[str]:
+    """HA on both sides or on neither; one AS per cloud (the session through the tunnel is eBGP)."""
+    left, right = args["left"].get("ha"), args["right"].get("ha")
+    if left is None and right is None:
+        return []
+    if left is None or right is None:
+        missing = "left" if left is None else "right"
+        return [f"'{missing}.ha' is not set but the other side's is: an HA gateway's tunnel carries "
+                "a BGP session, so both sides of a pair need it (use each site's endpoints())"]
+    problems = [
+        f"'{label}.ha.bgp_as' is {ha.get('bgp_as')!r}: use a private AS number, 1 to 4294967295"
+        for label, ha in (("left", left), ("right", right))
+        if not isinstance(ha.get("bgp_as"), int) or not 1 <= int(ha.get("bgp_as") or 0) <= 4294967295
+    ]
+    if not problems and left["bgp_as"] == right["bgp_as"]:
+        problems.append(f"'left.ha.bgp_as' and 'right.ha.bgp_as' are both {left['bgp_as']}: "
+                        "each cloud needs its own AS (the session between them is eBGP)")
+    return problems
+
+
+def _steering_inputs(ha: GatewayHaArgs | None) -> pulumi.Input[Any]:
+    """The steering values of an HA gateway that may be Outputs, resolved together for render."""
+    if ha is None:
+        return None
+    tables = ha.get("route_tables")
+    return {
+        "route_server_addresses": ha.get("route_server_addresses"),
+        "route_tables": None if tables is None else {
+            "region": tables["region"],
+            "route_table_ids": tables["route_table_ids"],
+            "partner_private_ip": tables["partner_private_ip"],
+        },
+    }
+
+
+def _gateway_ha(
+    ha: GatewayHaArgs | None, peer: GatewayHaArgs | None, peer_private_ip: str, steering: Any
+) -> GatewayHa | None:
+    """What ``openbsd`` renders bgpd.conf (and the steering's files) from, for one HA gateway."""
+    if ha is None or peer is None:
+        return None
+    addresses = list(steering["route_server_addresses"] or [])
+    route_servers = None
+    if addresses:
+        route_servers = RouteServers(
+            addresses=addresses,
+            remote_as=int(ha.get("route_server_as") or 0),
+            standby=bool(ha["standby"]),
+        )
+    return GatewayHa(
+        local_as=int(ha["bgp_as"]),
+        peer_as=int(peer["bgp_as"]),
+        peer_private_ip=peer_private_ip,
+        route_servers=route_servers,
+        probe_port=ha.get("probe_port"),
+    )
 
 
 def _psk_problems(psk: str) -> list[str]:

@@ -35,7 +35,7 @@ from pulumi.provider.experimental.analyzer import Analyzer, PropertyType
 from pulumi.provider.experimental.component import ComponentProvider
 
 from cross_cloud_vpn import components as components_module
-from cross_cloud_vpn.components import AwsSite, AzureSite, Ikev2GatewayPair
+from cross_cloud_vpn.components import AwsSite, AzureSite, Ikev2GatewayPair, Ikev2TunnelSet
 
 REPO = Path(__file__).resolve().parent.parent
 PROVIDER = REPO / "provider"
@@ -59,9 +59,14 @@ CORE: dict[str, dict[str, set[str]]] = {
         "outputs": {"leftIkedConf", "rightIkedConf", "leftPfConf", "rightPfConf", "leftIkedPublicKey",
                     "rightIkedPublicKey", "tunnelStatus"},
     },
+    "Ikev2TunnelSet": {
+        "required": {"left", "right", "sshPrivateKey", "adminCidrs"},
+        "optional": {"authMode", "psk", "ikeProposal", "childProposals", "dpdInterval", "requireTunnelUp"},
+        "outputs": {"tunnelStatus", "leftIkedConfs", "rightIkedConfs"},
+    },
 }
 
-REAL = [AwsSite, AzureSite, Ikev2GatewayPair]
+REAL = [AwsSite, AzureSite, Ikev2GatewayPair, Ikev2TunnelSet]
 
 
 def camel(name: str) -> str:
