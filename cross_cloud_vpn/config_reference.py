@@ -57,6 +57,11 @@ REFERENCE: dict[str, tuple[str, str]] = {
         "f1): OpenBSD has no driver for the ENA card of Nitro types (t3, m5, c5, ...)",
         "`t2.small`",
     ),
+    "aws.secondGatewaySubnetCidr": (
+        "HA: the second gateway's public subnet, /28 or larger, in the second zone (gateway = host .10)",
+        "required with `ha.enabled`",
+    ),
+    "aws.secondAvailabilityZone": ("HA: the second gateway's zone", "AWS's second zone"),
     "aws.imageHasEna": ("your image has its own ENA driver: allows a Nitro `instanceType`", "`false`"),
     "aws.amiId": ("your OpenBSD AMI (or the lookup below, or `imageFile`)", "—"),
     "aws.amiOwner": ("AMI lookup: owner (with `amiNameFilter`; newest match wins)", "—"),
@@ -129,6 +134,29 @@ REFERENCE: dict[str, tuple[str, str]] = {
         "fail `pulumi up` when the tunnel is not up within 3 minutes of configuring, printing what "
         "each gateway sees; `false` only reports it in `tunnel_status`",
         "`true`",
+    ),
+    "ha": ("high availability (object: the `ha.*` keys); see \"High availability\"", "off"),
+    "ha.enabled": (
+        "two gateways per side in two zones, one tunnel each, steered by BGP over the tunnels; "
+        "needs `aws.secondGatewaySubnetCidr` and created networks",
+        "`false`",
+    ),
+    "ha.awsSteering": (
+        "`route-tables`: the AWS gateways rewrite the workload routes themselves (EC2 API, instance "
+        "role; no extra cost); `route-server`: AWS VPC Route Server (billed per endpoint-hour)",
+        "`route-tables`",
+    ),
+    "ha.awsAsn": ("private AS number of the AWS gateways", "`65010`"),
+    "ha.azureAsn": ("private AS number of the Azure gateways", "`65020`"),
+    "ha.routeServerAsn": ("AS number of the AWS route server (`route-server` only)", "`65000`"),
+    "ha.probePort": (
+        "TCP port of each gateway's health responder (Azure load balancer probe; AWS partner probe)",
+        "`8080`",
+    ),
+    "ha.azureZones": (
+        "the Azure gateways' two availability zones (second gateway = host .11, load balancer "
+        "frontend = host .12 of `azure.gatewaySubnetCidr`)",
+        "`[\"1\", \"2\"]`",
     ),
 }
 

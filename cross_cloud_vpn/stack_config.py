@@ -29,6 +29,7 @@ from cross_cloud_vpn.openbsd import (
     psk_problem_text,
 )
 from cross_cloud_vpn.openbsd.platform import DEFAULT_AWS_INSTANCE_TYPE, instance_type_problem
+from cross_cloud_vpn.openbsd.probe import DEFAULT_PROBE_PORT, check_probe_port
 
 PROJECT = "cross-cloud-vpn"
 TEST_VM_HOST_INDEX = 20
@@ -66,6 +67,8 @@ class NetworkSettings:
     workload_route_table_ids: tuple[str, ...]
     gateway_private_ip: str | None
     """Fixed gateway address: the key, else host .10 of a created gateway subnet, else None."""
+    second_gateway_subnet_cidr: str | None = None
+    """HA, AWS: the second gateway's subnet (in the second zone); None in single mode."""
 
     @property
     def brings_own(self) -> bool:
@@ -137,6 +140,30 @@ class TunnelSettings:
     require_up: bool
 
 
+AwsSteering = Literal["route-tables", "route-server"]
+#: Private AS numbers (RFC 6996) of the two clouds' gateways and of the AWS route server.
+DEFAULT_AWS_ASN, DEFAULT_AZURE_ASN, DEFAULT_ROUTE_SERVER_ASN = 65010, 65020, 65000
+DEFAULT_AZURE_ZONES = ("1", "2")
+#: HA, Azure: the second gateway and the internal load balancer's frontend, by host index in the
+#: gateway subnet (the first gateway is GATEWAY_HOST_INDEX, .10; Azure keeps .0-.3 and the last).
+AZURE_SECOND_GATEWAY_HOST_INDEX, AZURE_LOAD_BALANCER_HOST_INDEX = 11, 12
+
+
+@dataclass(frozen=True)
+class HaSettings:
+    """HA mode: two gateways per side in two zones, one tunnel each (``ha.enabled``)."""
+
+    aws_steering: AwsSteering
+    aws_asn: int
+    azure_asn: int
+    route_server_asn: int
+    probe_port: int
+    aws_second_availability_zone: str | None
+    azure_zones: tuple[str, str]
+    azure_second_gateway_ip: str
+    azure_load_balancer_ip: str
+
+
 @dataclass(frozen=True)
 class StackSettings:
     image_file: ImageInfo | None
@@ -147,6 +174,8 @@ class StackSettings:
     access: AccessSettings
     tunnel: TunnelSettings
     tags: Mapping[str, str]
+    ha: HaSettings | None = None
+    """None: one gateway per side (the default)."""
 
 
 class ConfigProblems(ValueError):
@@ -180,6 +209,7 @@ _TOP_KEYS = (
     "tunnel",
     "psk",
     "imageFile",
+    "ha",
 )
 _AWS_KEYS = (
     "region",
@@ -198,6 +228,8 @@ _AWS_KEYS = (
     "amiNameFilter",
     "adminUser",
     "testVm",
+    "secondGatewaySubnetCidr",
+    "secondAvailabilityZone",
 )
 _AWS_TEST_VM_KEYS = ("instanceType", "amiOwner", "amiNameFilter")
 _AZURE_KEYS = (
@@ -217,6 +249,7 @@ _AZURE_KEYS = (
     "testVm",
 )
 _AZURE_TEST_VM_KEYS = ("vmSize", "imagePublisher", "imageOffer", "imageSku", "imageVersion")
+_HA_KEYS = ("enabled", "awsSteering", "awsAsn", "azureAsn", "routeServerAsn", "probePort", "azureZones")
 _TUNNEL_KEYS = (
     "authMode", "ikeProposal", "childProposals", "dpdInterval", "awsRole", "azureRole", "requireUp",
 )
@@ -228,6 +261,7 @@ def known_keys() -> list[str]:
         "aws": _AWS_KEYS,
         "azure": _AZURE_KEYS,
         "tunnel": _TUNNEL_KEYS,
+        "ha": _HA_KEYS,
         "aws.testVm": _AWS_TEST_VM_KEYS,
         "azure.testVm": _AZURE_TEST_VM_KEYS,
     }
@@ -403,7 +437,7 @@ MAX_TAGS_PER_S3_OBJECT = 10
 
 def _site_networks(
     reader: _Reader, side: str, raw: Mapping[str, Any], net_key: str
-) -> tuple[str | None, str | None, tuple[str, ...]]:
+) -> tuple[str | None, str | None, tuple[str, ...], str | None]:
     net = _cidr(
         reader,
         reader.required(
@@ -427,14 +461,19 @@ def _site_networks(
     size = None if gw is None else checks.gateway_subnet_problem(gw_label, gw)
     if size:
         reader.problem(size)
-    subnets = [(f"{side}.gatewaySubnetCidr", gw)] + [
+    second_key = f"{side}.secondGatewaySubnetCidr"
+    second = _cidr(reader, reader.get(raw, "secondGatewaySubnetCidr", str, None, second_key), second_key)
+    second_size = None if second is None else checks.gateway_subnet_problem(reader.label(second_key), second)
+    if second_size:
+        reader.problem(second_size)
+    subnets = [(f"{side}.gatewaySubnetCidr", gw)] + ([(second_key, second)] if second else []) + [
         (f"{side}.workloadSubnetCidrs[{i}]", w) for i, w in enumerate(workloads)
     ]
     reader.problems += checks.subnet_layout_problems(
         None if net is None else (reader.label(f"{side}.{net_key}"), net),
         [(reader.label(k), v) for k, v in subnets if v is not None],
     )
-    return net, gw, workloads
+    return net, gw, workloads, second
 
 
 def _wants_test_vm(raw: Mapping[str, Any]) -> bool:
@@ -496,7 +535,7 @@ def _parse_network(
         fixed_ip = None
     byo_set = [k for k in (keys.existing, "gatewaySubnetId", keys.route_tables) if raw.get(k) is not None]
     if not byo_set:
-        net, gw, workloads = _site_networks(reader, side, raw, keys.cidr)
+        net, gw, workloads, second = _site_networks(reader, side, raw, keys.cidr)
         outside = (
             None
             if fixed_ip is None or gw is None
@@ -516,6 +555,7 @@ def _parse_network(
             gateway_subnet_id=None,
             workload_route_table_ids=(),
             gateway_private_ip=fixed_ip or host_address(gw, GATEWAY_HOST_INDEX),
+            second_gateway_subnet_cidr=second,
         )
     for create_key in (keys.cidr, "gatewaySubnetCidr", "workloadSubnetCidrs"):
         if raw.get(create_key) is not None:
@@ -795,9 +835,86 @@ def _parse_tunnel(reader: _Reader) -> TunnelSettings:
     )
 
 
+def _asn(reader: _Reader, raw: Mapping[str, Any], key: str, default: int) -> int:
+    value = reader.get(raw, key, int, default, f"ha.{key}")
+    if value is None or not 1 <= value <= 4294967295:
+        reader.problem(f"{reader.label('ha.' + key)} is {value!r}: use a private AS number "
+                       "(64512-65534 or 4200000000-4294967294)")
+        return default
+    return value
+
+
+def _parse_ha(reader: _Reader, aws: AwsSettings | None, azure: AzureSettings | None) -> HaSettings | None:
+    """``ha``: off by default; on, two gateways per side (research/ha.md, README "High availability")."""
+    raw = reader.obj("ha", _HA_KEYS) or {}
+    enabled = bool(reader.get(raw, "enabled", bool, False, "ha.enabled"))
+    aws_raw = _decoded(reader.top.get("aws"))
+    aws_raw = aws_raw if isinstance(aws_raw, dict) else {}
+    if not enabled:
+        stray = [f"'{reader.name(k)}'" for k in ("aws.secondGatewaySubnetCidr", "aws.secondAvailabilityZone")
+                 if aws_raw.get(k.split(".")[1]) is not None]
+        stray += [f"'{reader.name('ha.' + k)}'" for k in _HA_KEYS
+                  if k != "enabled" and raw.get(k) is not None]
+        if stray:
+            reader.problem(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set but "
+                           f"'{reader.name('ha.enabled')}' is not true: set it, or remove them")
+        return None
+    steering = cast(AwsSteering, reader.choice(raw, "awsSteering", "ha.awsSteering",
+                                               ("route-tables", "route-server"), "route-tables"))
+    aws_asn = _asn(reader, raw, "awsAsn", DEFAULT_AWS_ASN)
+    azure_asn = _asn(reader, raw, "azureAsn", DEFAULT_AZURE_ASN)
+    rs_asn = _asn(reader, raw, "routeServerAsn", DEFAULT_ROUTE_SERVER_ASN)
+    if len({aws_asn, azure_asn, rs_asn}) < 3:
+        reader.problem(f"{reader.label('ha.awsAsn')} {aws_asn}, {reader.label('ha.azureAsn')} {azure_asn} "
+                       f"and {reader.label('ha.routeServerAsn')} {rs_asn} must all differ "
+                       "(eBGP between them)")
+    port = reader.get(raw, "probePort", int, DEFAULT_PROBE_PORT, "ha.probePort")
+    try:
+        check_probe_port(port if port is not None else -1)
+    except ValueError as err:
+        reader.problem(f"{reader.label('ha.probePort')} is {port!r}: {err}")
+    zones = reader.str_list(raw, "azureZones", "ha.azureZones", DEFAULT_AZURE_ZONES)
+    if len(zones) != 2 or zones[0] == zones[1]:
+        reader.problem(f"{reader.label('ha.azureZones')} is {list(zones)!r}: name two different zones, "
+                       "one per gateway, like ['1', '2']")
+        zones = DEFAULT_AZURE_ZONES
+    second_zone = reader.get(aws_raw, "secondAvailabilityZone", str, None, "aws.secondAvailabilityZone")
+    for side, settings in (("aws", aws), ("azure", azure)):
+        if settings is not None and settings.network.brings_own:
+            reader.problem(f"'{reader.name('ha.enabled')}' is true with '{reader.name(side + '.')}"
+                           f"{'vpcId' if side == 'aws' else 'vnetId'}': HA mode needs networks the program "
+                           "creates (the components take your own; see docs/components.md)")
+    if aws is not None and not aws.network.brings_own and aws.network.second_gateway_subnet_cidr is None:
+        reader.problem(f"'{reader.name('ha.enabled')}' is true but "
+                       f"'{reader.name('aws.secondGatewaySubnetCidr')}' is not set: the second AWS "
+                       "gateway's subnet, in another zone (an AWS subnet lives in one zone), like "
+                       "'10.10.2.0/24'")
+    if aws is not None and aws.availability_zone and not second_zone:
+        reader.problem(f"'{reader.name('aws.availabilityZone')}' is set but "
+                       f"'{reader.name('aws.secondAvailabilityZone')}' is not: name both gateways' zones")
+    if second_zone and aws is not None and second_zone == aws.availability_zone:
+        reader.problem(f"'{reader.name('aws.secondAvailabilityZone')}' is {second_zone!r}, the same as "
+                       f"'{reader.name('aws.availabilityZone')}': the two gateways need two zones")
+    gw_subnet = azure.network.gateway_subnet_cidr if azure is not None else None
+    if gw_subnet is None:
+        return None
+    return HaSettings(
+        aws_steering=steering,
+        aws_asn=aws_asn,
+        azure_asn=azure_asn,
+        route_server_asn=rs_asn,
+        probe_port=port or DEFAULT_PROBE_PORT,
+        aws_second_availability_zone=second_zone,
+        azure_zones=(zones[0], zones[1]),
+        azure_second_gateway_ip=host_address(gw_subnet, AZURE_SECOND_GATEWAY_HOST_INDEX),
+        azure_load_balancer_ip=host_address(gw_subnet, AZURE_LOAD_BALANCER_HOST_INDEX),
+    )
+
+
 def _network_cidrs(side: str, keys: _NetworkKeys, net: NetworkSettings) -> list[tuple[str, str]]:
     """Every CIDR of a created network with the key that set it (a BYO network has none yet)."""
-    labelled = [(f"{side}.{keys.cidr}", net.cidr), (f"{side}.gatewaySubnetCidr", net.gateway_subnet_cidr)]
+    labelled = [(f"{side}.{keys.cidr}", net.cidr), (f"{side}.gatewaySubnetCidr", net.gateway_subnet_cidr),
+                (f"{side}.secondGatewaySubnetCidr", net.second_gateway_subnet_cidr)]
     labelled += [(f"{side}.workloadSubnetCidrs[{i}]", c) for i, c in enumerate(net.workload_subnet_cidrs)]
     return [(k, c) for k, c in labelled if c is not None]
 
@@ -837,6 +954,7 @@ def parse_settings(
     azure = _parse_azure(reader, image_file_set)
     access = _parse_access(reader)
     tunnel = _parse_tunnel(reader)
+    ha = _parse_ha(reader, aws, azure)
     _check_sides_apart(reader, aws, azure)
     if reader.problems:
         raise ConfigProblems(reader.problems)
@@ -849,6 +967,7 @@ def parse_settings(
         access=access,
         tunnel=tunnel,
         tags={"project": PROJECT, "stack": stack, **tags_raw},
+        ha=ha,
     )
 
 
