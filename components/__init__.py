@@ -1,4 +1,5 @@
-"""Pulumi ComponentResources of cross-cloud-vpn: one per cloud site, the gateway pair, and HA mode's set of pairs.
+"""Pulumi ComponentResources of cross-cloud-vpn: one per cloud site, the gateway pair, and the set
+of pairs of HA mode.
 
 These are also served to other languages by the component package in ``provider/``. The image
 components (``cross_cloud_vpn.components.images``) read local files and run a local upload, so
