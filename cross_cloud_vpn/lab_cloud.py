@@ -75,7 +75,7 @@ _AZURE_NAME_KEYS = {
     "NetworkSecurityGroup": "networkSecurityGroupName", "SecurityRule": "securityRuleName",
     "RouteTable": "routeTableName", "Route": "routeName", "PublicIPAddress": "publicIpAddressName",
     "NetworkInterface": "networkInterfaceName", "VirtualMachine": "vmName", "StorageAccount": "accountName",
-    "BlobContainer": "containerName", "Image": "imageName",
+    "BlobContainer": "containerName", "Image": "imageName", "LoadBalancer": "loadBalancerName",
 }
 
 
