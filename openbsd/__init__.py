@@ -33,11 +33,20 @@ from .pf import PfGateway, render_pf_conf
 from .probe import (
     AZURE_PROBE_SOURCE,
     ProbeResponder,
+    bgp_established_command,
     probe_directory,
     probe_file,
     probe_path,
     render_httpd_conf,
     render_ifstated_conf,
+)
+from .steer import (
+    STEER_DAEMON,
+    STEER_RC_PATH,
+    STEER_SCRIPT_PATH,
+    RouteTableSteering,
+    render_steer_rc,
+    render_steer_script,
 )
 
 __all__ = [
@@ -48,6 +57,9 @@ __all__ = [
     "MIN_HOLDTIME",
     "MIN_PSK_LENGTH",
     "REMOTE_SHELL",
+    "STEER_DAEMON",
+    "STEER_RC_PATH",
+    "STEER_SCRIPT_PATH",
     "BgpdGateway",
     "ConfigFile",
     "GatewayHa",
@@ -61,6 +73,8 @@ __all__ = [
     "RenderedGateway",
     "Role",
     "RouteServers",
+    "RouteTableSteering",
+    "bgp_established_command",
     "normalize_public_key",
     "parse_bootstrap",
     "peer_pubkey_path",
@@ -77,5 +91,7 @@ __all__ = [
     "render_iked_conf",
     "render_pf_conf",
     "render_read_pubkey_script",
+    "render_steer_rc",
+    "render_steer_script",
     "render_tunnel_check_script",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .bgpd import (
     BGPD_CONF_MODE,
@@ -29,13 +29,25 @@ from .iked import (
 )
 from .pf import PF_CONF_MODE, PF_CONF_PATH, PfGateway, render_pf_conf
 from .probe import (
+    AZURE_PROBE_SOURCE,
     HTTPD_CONF_PATH,
     IFSTATED_CONF_PATH,
     PROBE_CONF_MODE,
     ProbeResponder,
     probe_directory,
+    probe_path,
     render_httpd_conf,
     render_ifstated_conf,
+)
+from .steer import (
+    STEER_DAEMON,
+    STEER_RC_MODE,
+    STEER_RC_PATH,
+    STEER_SCRIPT_MODE,
+    STEER_SCRIPT_PATH,
+    RouteTableSteering,
+    render_steer_rc,
+    render_steer_script,
 )
 from .system import HOSTNAME_ENC0_PATH, render_hostname_enc0, render_sysctl_lines
 
@@ -46,9 +58,15 @@ _PEM_END = "-----END PUBLIC KEY-----"
 @dataclass(frozen=True)
 class GatewayHa:
     """HA mode (issue 13): this gateway's BGP session, through its tunnel, with the other cloud's
-    gateway of its pair (``peer_private_ip``), and how its own cloud steers by that session: AWS
-    gateways re-announce to ``route_servers``, Azure gateways answer the internal load
-    balancer's health probe on ``probe_port`` (``openbsd/probe.py``) while the session is up."""
+    gateway of its pair (``peer_private_ip``), and how its own cloud steers by that session:
+
+    - AWS, route servers: the gateway re-announces to ``route_servers``;
+    - AWS, route tables ($0): ``route_tables`` set (with ``probe_port``): the gateway runs the
+      steering loop (``openbsd/steer.py``) and, so that its partner can ask about it, the probe
+      responder on ``probe_port``, which pf opens to the partner gateway only;
+    - Azure: ``probe_port`` alone: the gateway answers the internal load balancer's health probe
+      (``openbsd/probe.py``) while the session is up.
+    """
 
     local_as: int
     peer_as: int
@@ -56,6 +74,7 @@ class GatewayHa:
     holdtime: int = MIN_HOLDTIME
     route_servers: RouteServers | None = None
     probe_port: int | None = None
+    route_tables: RouteTableSteering | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +131,7 @@ def _ha_files(spec: GatewaySpec, ha: GatewayHa) -> tuple[list[ConfigFile], list[
     directory httpd serves; each checked by its daemon's own parser before anything is installed:
     bgpd(8) and ifstated(8) `-n`: "Configtest mode"; httpd(8) `-n`: "Check that the configuration
     is valid, but don't start any servers" (man.openbsd.org)."""
-    if ha.route_servers is not None and ha.probe_port is not None:
-        raise ValueError("an HA gateway is steered by route servers (AWS) or by the load balancer's "
-                         "probe (Azure), not both: set route_servers or probe_port")
+    _check_steering(ha)
     bgpd_conf = render_bgpd_conf(
         BgpdGateway(
             local_as=ha.local_as,
@@ -142,12 +159,58 @@ def _ha_files(spec: GatewaySpec, ha: GatewayHa) -> tuple[list[ConfigFile], list[
         ConfigFile(HTTPD_CONF_PATH, render_httpd_conf(probe), PROBE_CONF_MODE,
                    check="httpd -n -f {path}", restarts="httpd"),
     ]
+    steering = route_table_steering(spec, ha)
+    if steering is not None:
+        # sh -n: "Read commands but do not execute them" (ksh(1), OpenBSD's sh): a syntax check.
+        # A new script or rc.d file restarts the loop (rcctl restart); rcctl enable adds the
+        # non-base daemon to pkg_scripts (rcctl(8)), so it starts at boot after bgpd.
+        files += [
+            ConfigFile(STEER_SCRIPT_PATH,
+                       render_steer_script(steering, ha.peer_private_ip, probe_path(probe)),
+                       STEER_SCRIPT_MODE, check="sh -n {path}", restarts=STEER_DAEMON),
+            ConfigFile(STEER_RC_PATH, render_steer_rc(), STEER_RC_MODE, check="sh -n {path}",
+                       restarts=STEER_DAEMON),
+        ]
     return files, [probe_directory(probe)]
+
+
+def _check_steering(ha: GatewayHa) -> None:
+    """Refuse the combinations that contradict each other, each with what to set instead."""
+    if ha.route_servers is not None and ha.route_tables is not None:
+        raise ValueError("an AWS HA gateway is steered by route servers or by its own route table "
+                         "writes, not both: set route_servers or route_tables")
+    if ha.route_servers is not None and ha.probe_port is not None:
+        raise ValueError("an HA gateway is steered by route servers (AWS) or by the load balancer's "
+                         "probe (Azure), not both: set route_servers or probe_port")
+    if ha.route_tables is not None:
+        if ha.probe_port is None:
+            raise ValueError("route-table steering needs probe_port: the standby asks its partner's "
+                             "probe responder on that port, and this gateway runs one too")
+        if ha.route_tables.probe_port not in (None, ha.probe_port):
+            raise ValueError(f"route_tables.probe_port {ha.route_tables.probe_port} differs from "
+                             f"probe_port {ha.probe_port}: both gateways listen on one port; set it once")
+
+
+def route_table_steering(spec: GatewaySpec, ha: GatewayHa) -> RouteTableSteering | None:
+    """The gateway's route-table steering with its blanks filled: the networks it steers are the
+    other cloud's (``remote_cidrs``), the port it probes is the one it serves (``probe_port``)."""
+    steering = ha.route_tables
+    if steering is None:
+        return None
+    _check_steering(ha)
+    if steering.destination_cidrs and list(steering.destination_cidrs) != list(spec.remote_cidrs):
+        raise ValueError(f"route_tables.destination_cidrs {list(steering.destination_cidrs)} differ from "
+                         f"remote_cidrs {list(spec.remote_cidrs)}: the steered routes are the other cloud's")
+    if steering.partner_private_ip in (spec.private_ip, ha.peer_private_ip):
+        raise ValueError("route_tables.partner_private_ip must be the other AWS gateway of this side, "
+                         "not this gateway nor its tunnel peer")
+    return replace(steering, destination_cidrs=tuple(spec.remote_cidrs), probe_port=ha.probe_port)
 
 
 def render_gateway(spec: GatewaySpec) -> RenderedGateway:
     """Render iked.conf, pf.conf, the peer's key file and the bootstrap for one gateway; in HA
-    mode also bgpd.conf and, with a probe port, the probe responder's files."""
+    mode also bgpd.conf, with a probe port the probe responder's files, and with route tables
+    the steering script and its rc.d script."""
     ha = spec.ha
     bgp_peer = ha.peer_private_ip if ha is not None else None
     iked_conf = render_iked_conf(
@@ -175,6 +238,8 @@ def render_gateway(spec: GatewaySpec) -> RenderedGateway:
             admin_cidrs=spec.admin_cidrs,
             bgp_peer_private_ip=bgp_peer,
             probe_port=ha.probe_port if ha is not None else None,
+            probe_source=(ha.route_tables.partner_private_ip if ha is not None and ha.route_tables
+                          is not None else AZURE_PROBE_SOURCE),
         )
     )
     files = [
@@ -200,7 +265,9 @@ def render_gateway(spec: GatewaySpec) -> RenderedGateway:
     if ha is not None:
         ha_files, directories = _ha_files(spec, ha)
         files += ha_files
-    sysctl_lines = render_sysctl_lines()
+    # An Azure HA gateway answers the load balancer's probe: TCP timestamps off (system.py).
+    azure_probe = ha is not None and ha.probe_port is not None and ha.route_tables is None
+    sysctl_lines = render_sysctl_lines(disable_tcp_timestamps=azure_probe)
     return RenderedGateway(
         iked_conf=iked_conf,
         pf_conf=pf_conf,

@@ -45,8 +45,12 @@ class PfGateway:
     #: HA mode: the private IP of the other cloud's gateway of this pair, whose BGP session runs
     #: through the tunnel (``IkedGateway.bgp_peer_private_ip``, ``BgpdGateway.peer_private_ip``).
     bgp_peer_private_ip: str | None = None
-    #: HA mode, Azure gateways: the port the internal load balancer's health probe asks.
+    #: HA mode, Azure gateways: the port the internal load balancer's health probe asks; AWS
+    #: gateways steering route tables themselves: the port their partner's probe asks.
     probe_port: int | None = None
+    #: Where that probe comes from: the Azure load balancer (default), or, in AWS route-table
+    #: steering (``openbsd/steer.py``), the other AWS gateway of this side (its private IP).
+    probe_source: str = AZURE_PROBE_SOURCE
 
 
 def _table(name: str, cidrs: Sequence[str]) -> str:
@@ -70,6 +74,13 @@ def _check_ha(gw: PfGateway) -> None:
         raise ValueError(f"bgp_peer_private_ip {peer_gw} is in local_cidrs: it is the other cloud's")
     if gw.probe_port is not None:
         check_probe_port(gw.probe_port)
+    try:
+        source = ipaddress.IPv4Address(gw.probe_source)
+    except ValueError:
+        raise ValueError(f"probe_source {gw.probe_source!r} is not an IPv4 address") from None
+    if source in (ipaddress.IPv4Address(gw.private_ip), peer_gw):
+        raise ValueError("probe_source must be the load balancer or the partner gateway, "
+                         "not this gateway nor its tunnel peer")
 
 
 def render_pf_conf(gw: PfGateway) -> str:
@@ -81,6 +92,7 @@ def render_pf_conf(gw: PfGateway) -> str:
     _check_ha(gw)
     ha = gw.bgp_peer_private_ip is not None
     probe = gw.probe_port is not None
+    partner_probe = probe and gw.probe_source != AZURE_PROBE_SOURCE
     lines = [
         "# Rendered by cross-cloud-vpn; edits are overwritten on the next `pulumi up`.",
         f'gw = "{gw.private_ip}"',
@@ -88,7 +100,9 @@ def render_pf_conf(gw: PfGateway) -> str:
     ]
     if ha:
         lines.append(f'peer_gw = "{gw.bgp_peer_private_ip}"')
-    if probe:
+    if partner_probe:
+        lines.append(f'partner_gw = "{gw.probe_source}"')
+    elif probe:
         lines.append(f'lb_probe = "{AZURE_PROBE_SOURCE}"')
     lines += [
         _table("local_nets", gw.local_cidrs),
@@ -128,7 +142,15 @@ def render_pf_conf(gw: PfGateway) -> str:
         "pass in on egress inet proto tcp from <admin_nets> to $gw port ssh",
         "",
     ]
-    if probe:
+    if partner_probe:
+        lines += [
+            "# HA, AWS route-table steering: the other AWS gateway of this side asks this one's probe",
+            "# responder (httpd answers 200 only while the BGP session through this gateway's tunnel is",
+            "# up, openbsd/probe.py) before it takes the routes over (openbsd/steer.py); no one else may.",
+            f"pass in on egress inet proto tcp from $partner_gw to $gw port {gw.probe_port}",
+            "",
+        ]
+    elif probe:
         lines += [
             "# HA, Azure: the internal load balancer's health probe always comes from 168.63.129.16",
             "# (research/ha.md section 1b). httpd answers 200 only while the BGP session through this",

@@ -84,6 +84,15 @@ def _check(p: ProbeResponder) -> None:
         raise ValueError(f"check_interval {p.check_interval} is outside 1..5 s (the probe comes every 5 s)")
 
 
+def bgp_established_command(peer_private_ip: str) -> str:
+    """The shell test that is true while the BGP session with ``peer_private_ip`` is up:
+    bgpctl(8) ``show neighbor`` prints ``BGP state = Established`` then (research/ha.md 2.3).
+    The probe responder (ifstated) and the AWS route-table steering (``openbsd/steer.py``) ask
+    the very same question."""
+    ipaddress.IPv4Address(peer_private_ip)
+    return f"bgpctl show neighbor {peer_private_ip} | grep -q Established"
+
+
 def probe_path(p: ProbeResponder) -> str:
     """The request path the load balancer's HTTP probe must ask for (``ProbeArgs.request_path``)."""
     _check(p)
@@ -110,7 +119,7 @@ def render_ifstated_conf(p: ProbeResponder) -> str:
             "# The Azure load balancer's probe gets 200 from httpd only while the file below exists,",
             "# and it exists only while the BGP session through this gateway's tunnel is Established.",
             "# ifstated.conf(5) (parse.y): `up` and `down` are keywords, so they cannot name a state.",
-            f"peer_established = '\"bgpctl show neighbor {p.bgp_peer_private_ip} | grep -q Established\""
+            f"peer_established = '\"{bgp_established_command(p.bgp_peer_private_ip)}\""
             f" every {p.check_interval}'",
             "# Start unhealthy: ifstated runs the initial state's init block at start (ifstated.c",
             "# load_config), so a file left from before a restart never answers for a dead tunnel.",

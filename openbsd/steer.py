@@ -1,0 +1,520 @@
+"""AWS route-table steering, the HA mode that costs nothing (issue 13, research/ha.md section 1d).
+
+In HA mode each side has two gateways, each with its own tunnel to one gateway of the other
+cloud and a BGP session with it through that tunnel (``openbsd/bgpd.py``). Instead of an AWS
+VPC Route Server (billed per endpoint-hour), the two AWS gateways move the workload route
+tables' routes to the other cloud's networks themselves, through the EC2 API and their
+instance role (``ec2:ReplaceRoute``/``ec2:CreateRoute`` on the route tables,
+``ec2:DescribeRouteTables``). Each runs :func:`render_steer_script`, a POSIX-sh loop:
+
+- **own health**: this gateway's BGP session to its tunnel peer is Established, asked exactly
+  as the probe responder asks it (:func:`openbsd.probe.bgp_established_command`);
+- **owner** of each route: DescribeRouteTables, the route's ``networkInterfaceId``;
+- **decision**: never claim while unhealthy; the primary claims (ReplaceRoute, or CreateRoute
+  when the route is missing) whenever it is healthy and not the owner, so it takes the routes
+  back once it recovers; the standby claims only when healthy, not the owner, and its partner's
+  probe responder (``openbsd/probe.py``: ``GET /up`` is 200 only while the partner's BGP
+  session is up) failed ``misses`` times in a row.
+
+The EC2 calls are SigV4 presigned GET URLs (query-string authentication), because OpenBSD's
+ftp(1), the only HTTPS client in base, sends GET requests with no custom header (research/ha.md
+section 1d). The signature is computed in sh with ``openssl dgst -sha256`` only: HMAC is done
+by hand (RFC 2104) so that the secret key and the keys derived from it travel only on pipes.
+``openssl dgst -hmac key`` and ``-mac HMAC -macopt hexkey:...`` (OpenSSL 3; LibreSSL's
+openssl(1) documents ``-hmac key`` for dgst) put the key on a command line, where ps(1) shows
+it to every local user; a pipe does not.
+
+Proven here (``tests/test_openbsd_steer.py``): the rendered script, run by Debian's dash with
+OpenSSL 3, mawk and curl as the fetch command, signs exactly as botocore does, and against a
+fake EC2 that verifies every signature with botocore it claims, holds off and takes over as
+described. **Not proven here**: OpenBSD's ksh, awk, LibreSSL (``openssl base64 -d``,
+``openssl dgst -sha256`` output) and ftp(1) running it; the real EC2 API and IMDS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .probe import DEFAULT_PROBE_FILE, bgp_established_command, check_probe_port
+
+#: Where the steering script is installed (hier(7): /usr/local/libexec holds "system daemons
+#: and utilities" of local software) and its mode.
+STEER_SCRIPT_PATH = "/usr/local/libexec/ccvpn-steer"
+STEER_SCRIPT_MODE = 0o755
+#: The rc.d(8) name; rcctl(8) enables and restarts it like any daemon.
+STEER_DAEMON = "ccvpn_steer"
+STEER_RC_PATH = f"/etc/rc.d/{STEER_DAEMON}"
+#: OpenBSD installs its own /etc/rc.d scripts 0555 (etc/Makefile).
+STEER_RC_MODE = 0o555
+#: The syslog tag of every line the script logs (logger(1) -t).
+STEER_LOG_TAG = "ccvpn-steer"
+
+DEFAULT_INTERVAL = 2.0
+DEFAULT_MISSES = 2
+#: EC2 Query API version of ReplaceRoute, CreateRoute, DescribeRouteTables.
+EC2_API_VERSION = "2016-11-15"
+#: Seconds a presigned URL stays valid (X-Amz-Expires): it is used at once.
+URL_EXPIRES = 60
+#: Longest wait for one EC2 call, one IMDS read, one partner probe, one health test (seconds).
+API_TIMEOUT = 10
+PROBE_TIMEOUT = 1
+HEALTH_TIMEOUT = 5
+#: Credentials are read again from IMDS at least this often (seconds of loop), and after any
+#: failed call. AWS makes new role credentials available "at least five minutes before the
+#: expiration of the old credentials" (EC2 user guide, IAM roles for EC2).
+CREDENTIAL_REFRESH_S = 60
+
+#: The real defaults the environment may replace (tests run the same script against fakes).
+#: ftp(1) -M: no progress meter, -V: not verbose, -o -: the body to standard output.
+DEFAULT_FETCH = "ftp -M -V -o -"
+DEFAULT_IMDS = "http://169.254.169.254"
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+_ROUTE_TABLE = re.compile(r"rtb-[0-9a-f]{8,17}")
+
+
+@dataclass(frozen=True)
+class RouteTableSteering:
+    """What one AWS HA gateway steers, and how quickly.
+
+    ``destination_cidrs`` (the other cloud's networks) and ``probe_port`` (the port both
+    gateways' probe responders listen on) may stay empty/None inside ``GatewayHa``:
+    ``render_gateway`` fills them from ``GatewaySpec.remote_cidrs`` and ``GatewayHa.probe_port``.
+    """
+
+    region: str
+    route_table_ids: Sequence[str]
+    #: The other AWS gateway of this side, whose probe responder the standby asks.
+    partner_private_ip: str
+    #: The second gateway: takes the routes only when the partner's probe keeps failing.
+    standby: bool = False
+    destination_cidrs: Sequence[str] = ()
+    probe_port: int | None = None
+    #: Seconds between two rounds (sleep(1) takes a fraction on OpenBSD and Debian).
+    interval: float = DEFAULT_INTERVAL
+    #: Consecutive failed partner probes after which the standby takes over.
+    misses: int = DEFAULT_MISSES
+
+
+def _check(s: RouteTableSteering, bgp_peer_private_ip: str) -> None:
+    if not _REGION.fullmatch(s.region):
+        raise ValueError(f"region {s.region!r} is not an AWS region name such as eu-west-1")
+    if isinstance(s.route_table_ids, str) or not s.route_table_ids:
+        raise ValueError("route_table_ids must list at least one route table (rtb-...)")
+    for table in s.route_table_ids:
+        if not _ROUTE_TABLE.fullmatch(table):
+            raise ValueError(f"route table id {table!r} is not of the form rtb-0123456789abcdef0")
+    if len(set(s.route_table_ids)) != len(s.route_table_ids):
+        raise ValueError("route_table_ids lists a route table twice")
+    if isinstance(s.destination_cidrs, str) or not s.destination_cidrs:
+        raise ValueError("destination_cidrs must list the other cloud's networks")
+    for cidr in s.destination_cidrs:
+        try:
+            ipaddress.IPv4Network(cidr)
+        except ValueError:
+            raise ValueError(f"destination CIDR {cidr!r} is not an IPv4 network") from None
+    for label, address in (("partner_private_ip", s.partner_private_ip),
+                           ("bgp_peer_private_ip", bgp_peer_private_ip)):
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ValueError(f"{label} {address!r} is not an IPv4 address") from None
+    if s.probe_port is None:
+        raise ValueError("probe_port is needed: the standby asks its partner's probe responder")
+    check_probe_port(s.probe_port)
+    if not (isinstance(s.interval, int | float) and 0 < s.interval <= 60):
+        raise ValueError(f"interval {s.interval!r} is outside (0, 60] seconds")
+    if not (isinstance(s.misses, int) and 1 <= s.misses <= 100):
+        raise ValueError(f"misses {s.misses!r} is outside 1..100")
+
+
+def _seconds(value: float) -> str:
+    """A number of seconds as sleep(1) reads it: 2, 0.5 (never 2.0 or 1e-05)."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    if text in ("", "0"):
+        raise ValueError(f"interval {value!r} rounds to 0 s")
+    return text
+
+
+# The script, with @NAME@ placeholders; everything that goes in is checked by _check.
+_SCRIPT = r"""#!/bin/sh
+# Rendered by cross-cloud-vpn; edits are overwritten on the next `pulumi up`.
+# ccvpn-steer: route-table steering of one AWS HA gateway (issue 13, the mode that costs nothing).
+# Every @INTERVAL@ s: own health = the BGP session through this gateway's tunnel is Established;
+# the owner of each route = DescribeRouteTables; never claim while unhealthy; the primary claims
+# whenever healthy and not the owner; the standby only when healthy, not the owner, and its
+# partner's probe (GET @PROBE_URL@) failed @MISSES@ times in a row.
+# Started by /etc/rc.d/@DAEMON@ (rc.subr(8), rc_bg=YES); logs with logger -t @TAG@.
+
+region='@REGION@'
+tables='@TABLES@'
+cidrs='@CIDRS@'
+role='@ROLE@'
+partner_url='@PROBE_URL@'
+interval='@INTERVAL@'
+misses_max=@MISSES@
+refresh_loops=@REFRESH_LOOPS@
+expires=@EXPIRES@
+api_timeout=@API_TIMEOUT@
+probe_timeout=@PROBE_TIMEOUT@
+health_timeout=@HEALTH_TIMEOUT@
+api_version='@VERSION@'
+health_default='@HEALTH@'
+
+# The real defaults. The environment may replace them so that the tests run this very script
+# against stand-ins; on the gateway rc.subr(8) starts it through `su -l`, which discards the
+# environment (su(1) -l), so these defaults are what runs there.
+fetch=${CCVPN_STEER_FETCH:-@FETCH@}
+imds=${CCVPN_STEER_IMDS:-@IMDS@}
+ec2=${CCVPN_STEER_EC2:-https://ec2.$region.amazonaws.com}
+health=${CCVPN_STEER_HEALTH:-$health_default}
+PATH=$PATH:/bin:/sbin:/usr/bin:/usr/sbin
+
+# SigV4 signs the Host header: the endpoint's host, its port only when not the default.
+host=${ec2#*://}
+host=${host%%/*}
+case $ec2 in
+https://*:443) host=${host%:443} ;;
+http://*:80) host=${host%:80} ;;
+esac
+empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+
+log() {
+	# Never given a credential, a presigned URL or a response body.
+	logger -t @TAG@ "$*"
+}
+
+# Run "$@" for at most $1 seconds: ftp(1) has no overall time limit, and a hung fetch must not
+# stop the loop. The watcher's output goes to /dev/null so that $(...) does not wait for it.
+bounded() {
+	b_t=$1
+	shift
+	"$@" &
+	b_p=$!
+	(sleep "$b_t"; kill "$b_p" 2>/dev/null) >/dev/null 2>&1 &
+	b_w=$!
+	wait "$b_p"
+	b_rc=$?
+	kill "$b_w" 2>/dev/null
+	return $b_rc
+}
+
+# GET $1, the body to standard output; fails on a connection error or any HTTP status but 200
+# (ftp(1) auto-fetch; curl -f in the tests).
+get() {
+	bounded "$api_timeout" $fetch "$1"
+}
+
+# Secrets are handed to other programs only on pipes, through the shell's builtin echo (a
+# builtin in OpenBSD's ksh, bin/ksh/c_ksh.c kshbuiltins "echo", and in dash): never as an
+# argument, which ps(1) shows. They hold no backslash and no leading '-' (checked on reading).
+
+# One line of printable ASCII on stdin, as lowercase hex bytes.
+hex_awk='BEGIN { for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i }
+{ for (i = 1; i <= length($0); i++) printf "%02x", ord[substr($0, i, 1)]; printf "\n" }'
+
+# stdin "KEYHEX [TAILHEX]": base64 of (the key, zero-padded to the 64-byte SHA-256 block, each
+# byte XOR pad) followed by the tail's bytes, in lines of 64 characters (RFC 2104 HMAC).
+pad_awk='function hv(c) { return index("0123456789abcdef", c) - 1 }
+function xor(a, b,   r, i, bit) {
+	r = 0; bit = 1
+	for (i = 0; i < 8; i++) { if (int(a / bit) % 2 != int(b / bit) % 2) r += bit; bit *= 2 }
+	return r
+}
+{
+	k = $1; t = $2; n = 0
+	for (i = 1; i < 128; i += 2) {
+		v = i < length(k) ? hv(substr(k, i, 1)) * 16 + hv(substr(k, i + 1, 1)) : 0
+		b[n++] = xor(v, pad)
+	}
+	for (i = 1; i < length(t); i += 2) b[n++] = hv(substr(t, i, 1)) * 16 + hv(substr(t, i + 1, 1))
+	a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"; out = ""
+	for (i = 0; i < n; i += 3) {
+		x = b[i] * 65536 + (i + 1 < n ? b[i + 1] : 0) * 256 + (i + 2 < n ? b[i + 2] : 0)
+		out = out substr(a, int(x / 262144) % 64 + 1, 1) substr(a, int(x / 4096) % 64 + 1, 1)
+		out = out (i + 1 < n ? substr(a, int(x / 64) % 64 + 1, 1) : "=")
+		out = out (i + 2 < n ? substr(a, x % 64 + 1, 1) : "=")
+	}
+	for (i = 1; i <= length(out); i += 64) print substr(out, i, 64)
+}'
+
+# stdin "name=value" lines: each name and value URI-encoded as SigV4 wants (RFC 3986: only
+# A-Z a-z 0-9 - _ . ~ stay as they are; the token's + / = and a CIDR's / become %XX).
+enc_awk='BEGIN { for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
+	keep = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~" }
+function enc(s,   i, c, out) {
+	out = ""
+	for (i = 1; i <= length(s); i++) {
+		c = substr(s, i, 1)
+		out = out (index(keep, c) ? c : sprintf("%%%02X", ord[c]))
+	}
+	return out
+}
+{ k = $0; sub(/=.*/, "", k); print enc(k) "=" enc(substr($0, length(k) + 2)) }'
+
+join_awk='NR > 1 { printf "&" } { printf "%s", $0 } END { printf "\n" }'
+
+# DescribeRouteTables XML (API_DescribeRouteTables: routeTableSet/item/routeTableId and
+# routeTableSet/item/routeSet/item/{destinationCidrBlock,networkInterfaceId}) as lines
+# "TABLE CIDR TARGET", TARGET the route's network interface or - (a gateway, a blackhole...).
+routes_awk='BEGIN { RS = "<" }
+NR > 1 {
+	n = index($0, ">"); if (!n) next
+	tag = substr($0, 1, n - 1); text = substr($0, n + 1)
+	gsub(/^[ \t\r\n]+|[ \t\r\n]+$/, "", text)
+	if (tag ~ /^[?!]/ || tag ~ /\/$/) next
+	sub(/[ \t\r\n].*/, "", tag)
+	if (tag ~ /^\//) {
+		name = substr(tag, 2)
+		if (name == "item" && path ~ /\/routeSet\/item$/ && cidr != "")
+			print table, cidr, (eni != "" ? eni : "-")
+		path = substr(path, 1, length(path) - length(name) - 1)
+		next
+	}
+	path = path "/" tag
+	if (path ~ /\/routeTableSet\/item\/routeTableId$/) table = text
+	else if (path ~ /\/routeSet\/item$/) { cidr = ""; eni = "" }
+	else if (path ~ /\/routeSet\/item\/destinationCidrBlock$/) cidr = text
+	else if (path ~ /\/routeSet\/item\/networkInterfaceId$/) eni = text
+}'
+
+sha256_hex() {
+	# OpenSSL 3 prints "SHA2-256(stdin)= HEX", LibreSSL "HEX" or "(stdin)= HEX": keep HEX.
+	openssl dgst -sha256 | sed 's/^.*= *//'
+}
+
+# hmac KEYHEX MESSAGE: HMAC-SHA256 as hex (RFC 2104: H((K^opad) || H((K^ipad) || m))). The
+# message holds no secret; the key goes only through pipes.
+hmac() {
+	h_in=$({ echo "$1" | awk -v pad=54 "$pad_awk" | openssl base64 -d; printf '%s' "$2"; } | sha256_hex)
+	echo "$1 $h_in" | awk -v pad=92 "$pad_awk" | openssl base64 -d | sha256_hex
+}
+
+# The instance's network interface, from IMDS (IMDSv1 GETs: ftp(1) cannot send IMDSv2's PUT).
+own_interface() {
+	o_mac=$(get "$imds/latest/meta-data/mac") || return 1
+	case $o_mac in '' | *[!0-9a-f:]*) return 1 ;; esac
+	eni=$(get "$imds/latest/meta-data/network/interfaces/macs/$o_mac/interface-id") || return 1
+	case $eni in eni-*) ;; *) return 1 ;; esac
+	case $eni in *[!0-9a-z-]*) return 1 ;; esac
+}
+
+json_field() {
+	echo "$c_json" | sed -n 's/.*"'"$1"'"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' | sed -n 1p
+}
+
+# The instance role's temporary credentials, from IMDS.
+load_credentials() {
+	c_role=$(get "$imds/latest/meta-data/iam/security-credentials/") || {
+		log "cannot read the instance role from IMDS"; return 1; }
+	c_role=$(echo "$c_role" | sed -n 1p)
+	case $c_role in '' | *[!A-Za-z0-9+=,.@_-]*) log "IMDS names no usable instance role"; return 1 ;; esac
+	c_json=$(get "$imds/latest/meta-data/iam/security-credentials/$c_role") || {
+		log "cannot read the credentials of role $c_role from IMDS"; return 1; }
+	ak=$(json_field AccessKeyId)
+	sk=$(json_field SecretAccessKey)
+	tk=$(json_field Token)
+	c_json=
+	case $ak in '' | *[!A-Z0-9]*) log "IMDS gave no usable access key id"; return 1 ;; esac
+	case $sk in '' | -* | *[!A-Za-z0-9+/=]*) log "IMDS gave no usable secret key"; return 1 ;; esac
+	case $tk in *[!A-Za-z0-9+/=]*) log "IMDS gave an unusable session token"; return 1 ;; esac
+	signing_day=
+	credentials_loop=$loops
+	need_credentials=no
+}
+
+# presign NAME=VALUE...: sets $url, the presigned GET URL of that EC2 Query API call
+# (query-string SigV4, parameters in botocore's order: the operation's, then X-Amz-*).
+presign() {
+	p_date=$(date -u +%Y%m%dT%H%M%SZ)
+	p_day=${p_date%%T*}
+	p_scope=$p_day/$region/ec2/aws4_request
+	if [ "$p_day" != "$signing_day" ]; then
+		# kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), "ec2"), "aws4_request")
+		p_k=$(echo "AWS4$sk" | awk "$hex_awk")
+		p_k=$(hmac "$p_k" "$p_day") && p_k=$(hmac "$p_k" "$region") &&
+			p_k=$(hmac "$p_k" ec2) && p_k=$(hmac "$p_k" aws4_request) || return 1
+		signing_key=$p_k
+		signing_day=$p_day
+	fi
+	p_enc=$({
+		for p_kv in "$@" X-Amz-Algorithm=AWS4-HMAC-SHA256 "X-Amz-Credential=$ak/$p_scope" \
+			"X-Amz-Date=$p_date" "X-Amz-Expires=$expires" X-Amz-SignedHeaders=host; do
+			echo "$p_kv"
+		done
+		[ -z "$tk" ] || echo "X-Amz-Security-Token=$tk"
+	} | awk "$enc_awk")
+	p_query=$(echo "$p_enc" | awk "$join_awk")
+	# The canonical query string: sorted by name (byte order), then joined.
+	p_canon=$(echo "$p_enc" | LC_ALL=C sort -t '=' -k 1,1 | awk "$join_awk")
+	p_hash=$(printf 'GET\n/\n%s\nhost:%s\n\nhost\n%s' "$p_canon" "$host" "$empty_sha" | sha256_hex)
+	p_sig=$(hmac "$signing_key" "$(printf 'AWS4-HMAC-SHA256\n%s\n%s\n%s' "$p_date" "$p_scope" "$p_hash")")
+	case $p_sig in *[!0-9a-f]* | '') return 1 ;; esac
+	url="$ec2/?$p_query&X-Amz-Signature=$p_sig"
+}
+
+# call NAME=VALUE...: the response body in $work/body; logs and fails on any error.
+call() {
+	c_action=${1#Action=}
+	if ! presign "$@"; then
+		log "$c_action: cannot sign the request"
+		need_credentials=yes
+		return 1
+	fi
+	api_calls=$((api_calls + 1))
+	if bounded "$api_timeout" $fetch "$url" >"$work/body" 2>"$work/err"; then
+		return 0
+	fi
+	# The fetch's own words, with any query string (it holds the session token) cut out.
+	log "$c_action failed: $(sed -n '1s/?[^ ]*/?.../gp' "$work/err")"
+	need_credentials=yes
+	return 1
+}
+
+# One round of steering: claim every route this gateway should hold and does not.
+steer() {
+	if [ "$need_credentials" = yes ] || [ $((loops - credentials_loop)) -ge "$refresh_loops" ]; then
+		load_credentials || return 1
+	fi
+	s_args=Action=DescribeRouteTables
+	s_i=0
+	for s_t in $tables; do
+		s_i=$((s_i + 1))
+		s_args="$s_args RouteTableId.$s_i=$s_t"
+	done
+	call $s_args "Version=$api_version" || return 1
+	awk "$routes_awk" "$work/body" >"$work/routes"
+	for s_t in $tables; do
+		for s_c in $cidrs; do
+			s_owner=$(awk -v t="$s_t" -v c="$s_c" \
+				'$1 == t && $2 == c { o = $3 } END { print (o == "" ? "none" : o) }' "$work/routes")
+			[ "$s_owner" = "$eni" ] && continue
+			if [ "$s_owner" = none ]; then s_do=CreateRoute; else s_do=ReplaceRoute; fi
+			if call "Action=$s_do" "DestinationCidrBlock=$s_c" "NetworkInterfaceId=$eni" \
+				"RouteTableId=$s_t" "Version=$api_version" &&
+				grep -q '<return>true</return>' "$work/body"; then
+				log "$s_do $s_c in $s_t to $eni (was $s_owner): $role, $why"
+			elif [ -s "$work/body" ]; then
+				log "$s_do $s_c in $s_t was not accepted"
+			fi
+		done
+	done
+}
+
+main() {
+	umask 077
+	work=$(mktemp -d /tmp/ccvpn-steer.XXXXXXXXXX) || exit 1
+	trap 'rm -rf "$work"' EXIT
+	trap 'log "stopping"; exit 0' TERM INT HUP
+	log "starting: $role for $tables, networks $cidrs, every $interval s"
+	loops=0 api_calls=0 need_credentials=yes credentials_loop=0 signing_day=
+	until own_interface; do
+		log "cannot read this instance's network interface from IMDS; trying again"
+		sleep "$interval"
+	done
+	log "this gateway's network interface is $eni"
+	healthy=unknown misses=0
+	while :; do
+		loops=$((loops + 1))
+		if bounded "$health_timeout" sh -c "$health" >/dev/null 2>&1; then now=yes; else now=no; fi
+		if [ "$now" != "$healthy" ]; then
+			if [ "$now" = yes ]; then
+				log "healthy: the BGP session through the tunnel is Established"
+			else
+				log "unhealthy: the BGP session through the tunnel is not Established; claiming nothing"
+			fi
+			healthy=$now
+		fi
+		go=no
+		why="healthy"
+		if [ "$role" = standby ]; then
+			if bounded "$probe_timeout" $fetch "$partner_url" >/dev/null 2>&1; then
+				[ "$misses" -ge "$misses_max" ] && log "the partner answers its probe again"
+				misses=0
+			else
+				misses=$((misses + 1))
+				[ "$misses" -eq "$misses_max" ] &&
+					log "the partner's probe failed $misses times in a row: taking over when healthy"
+			fi
+			[ "$misses" -ge "$misses_max" ] && go=yes
+			why="healthy, the partner's probe failed $misses times"
+		else
+			go=yes
+		fi
+		[ "$healthy" = yes ] && [ "$go" = yes ] && steer
+		sleep "$interval"
+	done
+}
+
+main "$@" </dev/null
+"""
+
+
+def render_steer_script(
+    steering: RouteTableSteering, bgp_peer_private_ip: str, probe_path: str = f"/{DEFAULT_PROBE_FILE}"
+) -> str:
+    """The whole steering script (:data:`STEER_SCRIPT_PATH`) of one AWS HA gateway whose BGP
+    session runs to ``bgp_peer_private_ip`` (the other cloud's gateway of its pair);
+    ``probe_path`` is what the partner's responder serves (``openbsd.probe.probe_path``)."""
+    _check(steering, bgp_peer_private_ip)
+    if not re.fullmatch(r"/[A-Za-z0-9_][A-Za-z0-9._/-]*", probe_path):
+        raise ValueError(f"probe_path {probe_path!r} must be an absolute path such as /up")
+    interval = _seconds(steering.interval)
+    values = {
+        "REGION": steering.region,
+        "TABLES": " ".join(steering.route_table_ids),
+        "CIDRS": " ".join(str(ipaddress.IPv4Network(c)) for c in steering.destination_cidrs),
+        "ROLE": "standby" if steering.standby else "primary",
+        "PROBE_URL": f"http://{steering.partner_private_ip}:{steering.probe_port}{probe_path}",
+        "INTERVAL": interval,
+        "MISSES": str(steering.misses),
+        "REFRESH_LOOPS": str(max(1, math.ceil(CREDENTIAL_REFRESH_S / float(interval)))),
+        "EXPIRES": str(URL_EXPIRES),
+        "API_TIMEOUT": str(API_TIMEOUT),
+        "PROBE_TIMEOUT": str(PROBE_TIMEOUT),
+        "HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
+        "VERSION": EC2_API_VERSION,
+        "HEALTH": bgp_established_command(bgp_peer_private_ip),
+        "FETCH": DEFAULT_FETCH,
+        "IMDS": DEFAULT_IMDS,
+        "DAEMON": STEER_DAEMON,
+        "TAG": STEER_LOG_TAG,
+    }
+    text = _SCRIPT
+    for name, value in values.items():
+        if "'" in value:
+            raise ValueError(f"{name} holds a quote")
+        text = text.replace(f"@{name}@", value)
+    leftover = re.search(r"@[A-Z_]+@", text)
+    if leftover:
+        raise AssertionError(f"unrendered placeholder {leftover.group()}")
+    return text
+
+
+def render_steer_rc() -> str:
+    """``/etc/rc.d/ccvpn_steer`` (rc.d(8), rc.subr(8)): the script runs in the foreground, so
+    ``rc_bg=YES`` puts it in the background; it has nothing to reload (``rc_reload=NO``). It runs
+    as ``/bin/sh SCRIPT`` (its #! line), so pgrep(1) must look for that command line: rc.subr's
+    default ``pexp`` is the daemon path alone, and rc_check matches the whole line (``pgrep -xf``)."""
+    return "\n".join(
+        [
+            "#!/bin/ksh",
+            "# Rendered by cross-cloud-vpn; edits are overwritten on the next `pulumi up`.",
+            "# The route-table steering loop of an AWS HA gateway (openbsd/steer.py).",
+            "",
+            f'daemon="{STEER_SCRIPT_PATH}"',
+            "",
+            ". /etc/rc.d/rc.subr",
+            "",
+            'pexp="/bin/sh ${daemon}${daemon_flags:+ ${daemon_flags}}"',
+            "rc_bg=YES",
+            "rc_reload=NO",
+            "",
+            "rc_cmd $1",
+            "",
+        ]
+    )
