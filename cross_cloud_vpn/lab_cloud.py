@@ -98,6 +98,19 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:ec2/route:Route": frozenset({"routeTableId", "destinationCidrBlock"}),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": frozenset({"securityGroupId"}),
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": frozenset({"securityGroupId"}),
+    # HA: the route server's resources (terraform-provider-aws internal/service/ec2/
+    # vpc_route_server*.go, RequiresReplace plan modifiers) and the gateways' instance role
+    # (internal/service/iam/role.go, role_policy.go, instance_profile.go, ForceNew).
+    "aws:vpc/routeServer:RouteServer": frozenset({"amazonSideAsn"}),
+    "aws:vpc/routeServerVpcAssociation:RouteServerVpcAssociation": frozenset({"routeServerId", "vpcId"}),
+    "aws:vpc/routeServerEndpoint:RouteServerEndpoint": frozenset({"routeServerId", "subnetId"}),
+    "aws:vpc/routeServerPeer:RouteServerPeer": frozenset(
+        {"peerAddress", "routeServerEndpointId", "bgpOptions"}
+    ),
+    "aws:vpc/routeServerPropagation:RouteServerPropagation": frozenset({"routeServerId", "routeTableId"}),
+    "aws:iam/role:Role": frozenset({"name", "namePrefix", "path"}),
+    "aws:iam/rolePolicy:RolePolicy": frozenset({"name", "namePrefix", "role"}),
+    "aws:iam/instanceProfile:InstanceProfile": frozenset({"name", "namePrefix", "path"}),
     "command:remote:Command": frozenset({"triggers"}),
     "command:local:Command": frozenset({"triggers"}),
 }
@@ -317,6 +330,13 @@ class LabCloud(pulumi.runtime.Mocks):
         if typ == "aws:iam/role:Role":
             role = inputs.get("name") or f"{name}-{n:08x}"
             return {"__id": role, "name": role, "arn": f"arn:aws:iam::123456789012:role/{role}"}
+        if typ == "aws:vpc/routeServerEndpoint:RouteServerEndpoint":
+            # AWS picks the endpoint's address in its subnet; here the subnet's last usable one
+            # (AWS keeps the first four and the last: "Subnet CIDR reservations", VPC user guide).
+            subnet = next((r for r in self.registrations if r.id == inputs.get("subnetId")), None)
+            cidr = (subnet.inputs.get("cidrBlock") if subnet else None) or "10.10.0.0/24"
+            return {"__id": f"rse-{n:017x}", "eniAddress": str(ipaddress.IPv4Network(cidr)[-2]),
+                    "eniId": f"eni-{n:017x}"}
         if typ == "aws:ebs/snapshotImport:SnapshotImport":
             return {"__id": f"snap-{n:017x}", "volumeSize": 8, "arn": f"arn:aws:lab::{n}"}
         if typ.startswith("aws:ec2/"):
