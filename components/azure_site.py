@@ -1,14 +1,20 @@
-"""The Azure side: a VNet with an OpenBSD gateway behind a static Standard public IP."""
+"""The Azure side: a VNet with an OpenBSD gateway behind a static Standard public IP, or (HA
+mode) two gateways in two availability zones behind an internal Standard Load Balancer."""
 
+import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NamedTuple, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_azure_native as azure
 
+from cross_cloud_vpn import checks
+from cross_cloud_vpn.openbsd.probe import DEFAULT_PROBE_FILE, DEFAULT_PROBE_PORT, check_probe_port
+
 from .site import (
     ComponentInputError,
     GatewayEndpointArgs,
+    GatewayHaArgs,
     checked_site_inputs,
     cidr_slug,
     common_site_problems,
@@ -16,6 +22,7 @@ from .site import (
     host_cidr,
     is_plain,
     joined,
+    listed,
     network_mode_problems,
     refuse,
 )
@@ -23,7 +30,20 @@ from .site import (
 # NSG rule priorities: the site's own rules, then the pair's peer rules.
 SSH_PRIORITY = 100
 FORWARD_PRIORITY = 110
+PROBE_PRIORITY = 120
 IKE_PRIORITY = 200
+
+#: HA defaults (see :class:`AzureHaArgs`).
+DEFAULT_HA_ZONES = ("1", "2")
+#: Azure's shortest probe interval: "The default value is 15, the minimum value is 5"
+#: (Azure REST API, network Probe ``intervalInSeconds``).
+MIN_PROBE_INTERVAL = 5
+DEFAULT_PROBE_THRESHOLD = 1
+DEFAULT_AZURE_BGP_AS = 65020
+#: Azure's logical availability zones in a region that has them.
+AZURE_ZONES = ("1", "2", "3")
+#: The service tag of the address every load-balancer health probe comes from (168.63.129.16).
+AZURE_LOAD_BALANCER_TAG = "AzureLoadBalancer"
 
 
 class AzureTestVmArgs(TypedDict):
@@ -41,6 +61,36 @@ class AzureTestVmArgs(TypedDict):
     """Default ``12-gen2``."""
     image_version: NotRequired[str | None]
     """Default ``latest``."""
+
+
+class AzureHaArgs(TypedDict):
+    """HA mode: a second gateway in another availability zone, both behind an internal Standard
+    Load Balancer whose HA-ports rule is the next hop of the routes to the remote networks.
+
+    Each gateway answers the balancer's HTTP health probe (``GET /up`` on its private IP and
+    ``probe_port``) only while its own tunnel's BGP session is up, so the balancer sends new flows
+    only through gateways whose tunnel works. Join each gateway to its own peer gateway through
+    :meth:`AzureSite.endpoints`. Needs ``gateway_private_ip`` (the first gateway)."""
+
+    second_gateway_private_ip: str
+    """Fixed private IP of the second gateway, in the gateway subnet, apart from the first."""
+    load_balancer_private_ip: str
+    """The balancer's frontend: a static private IP in the gateway subnet, apart from both
+    gateways; the next hop of the workload routes to the remote networks."""
+    zones: NotRequired[Sequence[str] | None]
+    """The availability zones of the first and the second gateway (two different ones of "1",
+    "2", "3"; the region must have zones); default ``["1", "2"]``."""
+    probe_port: NotRequired[int | None]
+    """The TCP port of each gateway's probe responder (httpd); default 8080. Not 22, 179, 500
+    or 4500, which the gateway already uses."""
+    probe_interval_seconds: NotRequired[int | None]
+    """Seconds between two probes of a gateway; default 5, Azure's minimum."""
+    probe_threshold: NotRequired[int | None]
+    """Consecutive failed (or answered) probes that take a gateway out of (or back into) the
+    balancer's rotation; default 1. A gateway whose tunnel fails stops getting new flows after
+    about ``probe_interval_seconds`` x ``probe_threshold`` seconds."""
+    bgp_as: NotRequired[int | None]
+    """This side's private AS number for the BGP sessions through the tunnels; default 65020."""
 
 
 class AzureSiteArgs(TypedDict):
@@ -100,6 +150,9 @@ class AzureSiteArgs(TypedDict):
     per remote CIDR is added to each."""
     local_cidrs: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]] | None]
     """Bring your own: the networks behind the gateway (the VNet's address space)."""
+    ha: NotRequired[AzureHaArgs | None]
+    """HA mode: two gateways in two zones behind an internal load balancer (create or bring your
+    own network); unset, one gateway."""
 
 
 def resource_id_part(resource_id: str, kind: str) -> str:
@@ -112,10 +165,87 @@ def resource_id_part(resource_id: str, kind: str) -> str:
         raise ValueError(f"{resource_id!r} is not an Azure resource id with /{kind}/<name>") from None
 
 
+def _resource_group_id(resource_id: str) -> str:
+    """The id of the resource group that holds the resource ``resource_id`` names."""
+    return resource_id[: resource_id.lower().index("/providers/")]
+
+
+def _whole(value: object, default: int) -> int:
+    """A whole number of an HA argument (an integer may arrive as a float from a YAML or
+    TypeScript program), ``default`` when unset; checked by :func:`ha_problems`."""
+    return default if value is None else int(cast(float, value))
+
+
+def _whole_problem(label: str, value: object, least: int, most: int) -> str | None:
+    whole = isinstance(value, int | float) and not isinstance(value, bool) and value == int(value)
+    if not whole or not least <= int(cast(float, value)) <= most:
+        return f"{label} is {value!r}, not a whole number from {least} to {most}"
+    return None
+
+
+def ha_problems(args: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``ha`` (:class:`AzureHaArgs`), checked at construction with the rest."""
+    ha = args.get("ha")
+    if not ha:
+        return []
+    problems: list[str] = []
+    first = args.get("gateway_private_ip")
+    if not first:
+        problems.append("'ha' needs 'gateway_private_ip' (the first gateway's fixed address) as well as "
+                        "'ha.second_gateway_private_ip'")
+    subnet = args.get("gateway_subnet_cidr")
+    addresses = [("'gateway_private_ip'", first)] if first and is_plain(first) else []
+    for key in ("second_gateway_private_ip", "load_balancer_private_ip"):
+        label, value = f"'ha.{key}'", ha.get(key)
+        if not value:
+            problems.append(f"{label} is missing: a fixed address in the gateway subnet")
+            continue
+        bad = (checks.gateway_ip_problem(label, value, "'gateway_subnet_cidr'", subnet) if subnet
+               else checks.address_problem(label, value))
+        problems += listed(bad)
+        addresses += [] if bad else [(label, value)]
+    for i, (label, value) in enumerate(addresses):
+        problems += [f"{label} is {value!r}, the same address as {other}" for other, seen in addresses[:i]
+                     if not checks.address_problem(other, seen)
+                     and ipaddress.IPv4Address(seen) == ipaddress.IPv4Address(value)]
+    zones = ha.get("zones")
+    if zones is not None:
+        listed_zones = list(zones) if isinstance(zones, list | tuple) else zones
+        if (not isinstance(listed_zones, list) or len(listed_zones) != 2 or len(set(listed_zones)) != 2
+                or not set(listed_zones) <= set(AZURE_ZONES)):
+            problems.append(f"'ha.zones' is {zones!r}: name two different availability zones of "
+                            f"{', '.join(repr(z) for z in AZURE_ZONES)}, one per gateway, "
+                            f"e.g. {list(DEFAULT_HA_ZONES)!r}")
+    port = ha.get("probe_port")
+    if port is not None:
+        bad = _whole_problem("'ha.probe_port'", port, 1, 65535)
+        if not bad:
+            try:
+                check_probe_port(int(port))
+            except ValueError as err:
+                bad = f"'ha.probe_port' is {port!r}: {err}"
+        problems += listed(bad)
+    for key, least, most in (("probe_interval_seconds", MIN_PROBE_INTERVAL, 2147483647),
+                             ("probe_threshold", 1, 2147483647), ("bgp_as", 1, 4294967295)):
+        if ha.get(key) is not None:
+            problems += listed(_whole_problem(f"'ha.{key}'", ha.get(key), least, most))
+    return problems
+
+
+class _Gateway(NamedTuple):
+    """One gateway of the site as its endpoint needs it."""
+
+    public_ip: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+    vm_id: pulumi.Output[str]
+    nsg_name: pulumi.Output[str]
+
+
 class AzureSite(pulumi.ComponentResource):
     """The Azure side of a tunnel: resource group, VNet (or yours), NSGs, routes, a static
-    public IP, NIC and the OpenBSD VM. Join it to a peer with :class:`Ikev2GatewayPair` through
-    :meth:`endpoint`."""
+    public IP, NIC and the OpenBSD VM (with ``ha``: two of each, in two zones, behind an internal
+    load balancer). Join it to a peer with :class:`Ikev2GatewayPair` through :meth:`endpoint`
+    (HA mode: one pair per gateway, through :meth:`endpoints`)."""
 
     site: str
     """Always "azure" (the default name of this side in a pair)."""
@@ -139,14 +269,26 @@ class AzureSite(pulumi.ComponentResource):
     """The test VM's address, if there is one."""
     gateway_ready: pulumi.Output[str]
     """The gateway VM's id: exists once the VM and its public IP do."""
+    gateway_public_ips: pulumi.Output[list[str]]
+    """Every gateway's public IP, first gateway first (one without ``ha``)."""
+    gateway_private_ips: pulumi.Output[list[str]]
+    """Every gateway's private IP, first gateway first."""
+    vm_ids: pulumi.Output[list[str]]
+    """Every gateway VM's id, first gateway first."""
+    gateway_nsg_names: pulumi.Output[list[str]]
+    """Every gateway's own NSG, first gateway first (the pair of each gateway adds its peer's
+    IKE rules there)."""
+    load_balancer_private_ip: pulumi.Output[str | None]
+    """HA mode: the internal load balancer's frontend, the next hop of the routes; else None."""
 
     def __init__(self, name: str, args: AzureSiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Check ``args`` (every problem at once, before any child), then build the Azure side."""
         super().__init__("cross-cloud-vpn:index:AzureSite", name, None, opts)
         component = f"AzureSite {name!r}"
+        self._component = component
         mode = network_mode_problems(args, "vnet_cidr", "vnet_id", "workload_route_table_ids")
         # The layout checks need a complete network description.
-        refuse(component, mode or common_site_problems(args, "vnet_cidr"))
+        refuse(component, mode or [*common_site_problems(args, "vnet_cidr"), *ha_problems(args)])
         child = pulumi.ResourceOptions(parent=self)
         self.site = "azure"
         tags = dict(args.get("tags") or {})
@@ -154,6 +296,15 @@ class AzureSite(pulumi.ComponentResource):
         local_cidrs, remote_cidrs, admin_cidrs, ssh_public_key, self.admin_user = checked_site_inputs(
             component, args, "vnet_cidr", default_user="azure-user"
         )
+        ha = args.get("ha")
+        self._ha = ha
+        zones: Sequence[str | None] = list(ha.get("zones") or DEFAULT_HA_ZONES) if ha else [None]
+        fixed_ips = [args.get("gateway_private_ip"), ha["second_gateway_private_ip"]] if ha else [
+            args.get("gateway_private_ip")
+        ]
+        probe_port = _whole(ha.get("probe_port"), DEFAULT_PROBE_PORT) if ha else None
+        # The first gateway keeps the names of a single-gateway site; the second is "-2".
+        suffixes = ["", "-2"] if ha else [""]
 
         rg_name: pulumi.Input[str] = args["resource_group_name"]
         if not args.get("vnet_id"):
@@ -164,33 +315,14 @@ class AzureSite(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             ).name
-        self._rg_name = rg_name
 
-        # The gateway's NSG sits on its NIC, so it also works in a subnet that is not ours.
-        gateway_nsg = azure.network.NetworkSecurityGroup(
-            f"{name}-gateway-nsg", resource_group_name=rg_name, location=location, tags=tags, opts=child
-        )
-        self._nsg_name = gateway_nsg.name
-        # Azure takes one write at a time per NSG and per route table
-        # (AnotherOperationInProgress): rules and routes are made one after another.
-        ssh_rule = self._rule(
-            f"{name}-ssh",
-            SSH_PRIORITY,
-            "Tcp",
-            admin_cidrs,
-            "22",
-            "SSH from the admin networks",
-            child,
-        )
-        forward_rule = self._rule(
-            f"{name}-forward",
-            FORWARD_PRIORITY,
-            "*",
-            joined(local_cidrs, remote_cidrs),
-            "*",
-            "traffic the gateway forwards between the sites",
-            pulumi.ResourceOptions(parent=self, depends_on=[ssh_rule]),
-        )
+        # Each gateway has its own NSG on its NIC, so it also works in a subnet that is not ours;
+        # and each gateway's pair writes its peer's IKE rules there, at the same priorities.
+        forwarded = joined(local_cidrs, remote_cidrs)
+        nsgs = [
+            self._gateway_nsg(name, suffix, rg_name, location, tags, admin_cidrs, forwarded, probe_port)
+            for suffix in suffixes
+        ]
 
         route_tables: list[tuple[pulumi.Input[str], pulumi.Input[str]]]
         if args.get("vnet_id"):
@@ -206,39 +338,25 @@ class AzureSite(pulumi.ComponentResource):
             )
             route_tables = [(rg_name, route_table_name)]
 
-        public_ip = azure.network.PublicIPAddress(
-            f"{name}-gateway-ip",
-            resource_group_name=rg_name,
-            location=location,
-            sku={"name": "Standard", "tier": "Regional"},
-            public_ip_allocation_method="Static",
-            public_ip_address_version="IPv4",
-            tags=tags,
-            opts=child,
-        )
-        ip_config: Any = {
-            "name": "primary",
-            "primary": True,
-            "subnet": {"id": gateway_subnet_id},
-            "public_ip_address": {"id": public_ip.id},
-            "private_ip_allocation_method": "Static" if args.get("gateway_private_ip") else "Dynamic",
-        }
-        if args.get("gateway_private_ip"):
-            ip_config["private_ip_address"] = args.get("gateway_private_ip")
-        nic = azure.network.NetworkInterface(
-            f"{name}-gateway-nic",
-            resource_group_name=rg_name,
-            location=location,
-            # The gateway forwards packets that are neither from nor to itself.
-            enable_ip_forwarding=True,
-            ip_configurations=[ip_config],
-            network_security_group={"id": gateway_nsg.id},
-            tags=tags,
-            opts=child,
-        )
-        gateway_ip = nic.ip_configurations.apply(
-            lambda cfgs: _require_ip(cfgs[0].private_ip_address if cfgs else None)
-        )
+        pool: tuple[pulumi.Input[str], azure.network.LoadBalancer] | None = None
+        if ha:
+            pool = self._load_balancer(name, ha, rg_name, location, tags, gateway_subnet_id, nsgs[0][0].id)
+        nics = [
+            self._gateway_nic(
+                f"{name}-gateway", suffix, rg_name, location, tags, gateway_subnet_id, nsg.id, ip, zone, pool
+            )
+            for suffix, (nsg, _), ip, zone in zip(suffixes, nsgs, fixed_ips, zones, strict=True)
+        ]
+        gateway_ips = [
+            nic.ip_configurations.apply(_first_private_ip)
+            for _, nic in nics
+        ]
+        self.load_balancer_private_ip = pulumi.Output.from_input(None)
+        next_hop = gateway_ips[0]
+        if pool:
+            # The routes point at the address the balancer really has (and so wait for it).
+            next_hop = pool[1].frontend_ip_configurations.apply(_first_private_ip)
+            self.load_balancer_private_ip = next_hop
         for t, (table_rg, table_name) in enumerate(route_tables):
             # One route after the other into each table (one write at a time per route table).
             previous: list[pulumi.Resource] = []
@@ -253,25 +371,29 @@ class AzureSite(pulumi.ComponentResource):
                     route_table_name=table,
                     address_prefix=cidr,
                     next_hop_type="VirtualAppliance",
-                    next_hop_ip_address=gateway_ip,
+                    next_hop_ip_address=next_hop,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=list(previous)),
                 )
                 previous[:] = [made]
                 return made
 
             for_each(remote_cidrs, route)
-        vm = self._vm(
-            f"{name}-gateway",
-            rg_name,
-            location,
-            args.get("vm_size") or "Standard_B2s",
-            {"id": args["image_id"]},
-            nic.id,
-            None if args.get("image_specialized") else (self.admin_user, ssh_public_key),
-            tags,
-            # The pair adds its peer rules to this NSG once the VM exists: after the site's own.
-            after=[forward_rule],
-        )
+        vms = [
+            self._vm(
+                f"{name}-gateway{suffix}",
+                rg_name,
+                location,
+                args.get("vm_size") or "Standard_B2s",
+                {"id": args["image_id"]},
+                nic.id,
+                None if args.get("image_specialized") else (self.admin_user, ssh_public_key),
+                tags,
+                # The pair adds its peer rules to this NSG once the VM exists: after the site's own.
+                after=[last_rule],
+                zone=zone,
+            )
+            for suffix, (_, nic), (_, last_rule), zone in zip(suffixes, nics, nsgs, zones, strict=True)
+        ]
 
         self.test_vm_private_ip = pulumi.Output.from_input(None)
         tv = args.get("test_vm")
@@ -311,14 +433,23 @@ class AzureSite(pulumi.ComponentResource):
                 lambda cfgs: cfgs[0].private_ip_address if cfgs else None
             )
 
-        self.public_ip = public_ip.ip_address.apply(_require_ip)
-        self.gateway_private_ip = gateway_ip
+        self._gateways = [
+            _Gateway(public_ip.ip_address.apply(_require_ip), ip, vm.id, nsg.name)
+            for (public_ip, _), ip, vm, (nsg, _) in zip(nics, gateway_ips, vms, nsgs, strict=True)
+        ]
+        first = self._gateways[0]
+        self.public_ip = first.public_ip
+        self.gateway_private_ip = first.private_ip
         self.local_cidrs = pulumi.Output.from_input(local_cidrs).apply(list)
         self.remote_cidrs = pulumi.Output.from_input(remote_cidrs).apply(list)
-        self.vm_id = vm.id
+        self.vm_id = first.vm_id
         self.resource_group_name = pulumi.Output.from_input(rg_name)
-        self.gateway_nsg_name = gateway_nsg.name
-        self.gateway_ready = vm.id
+        self.gateway_nsg_name = first.nsg_name
+        self.gateway_ready = first.vm_id
+        self.gateway_public_ips = pulumi.Output.all(*(g.public_ip for g in self._gateways)).apply(list)
+        self.gateway_private_ips = pulumi.Output.all(*(g.private_ip for g in self._gateways)).apply(list)
+        self.vm_ids = pulumi.Output.all(*(g.vm_id for g in self._gateways)).apply(list)
+        self.gateway_nsg_names = pulumi.Output.all(*(g.nsg_name for g in self._gateways)).apply(list)
         self.register_outputs(
             {
                 "public_ip": self.public_ip,
@@ -331,25 +462,239 @@ class AzureSite(pulumi.ComponentResource):
                 "gateway_nsg_name": self.gateway_nsg_name,
                 "test_vm_private_ip": self.test_vm_private_ip,
                 "gateway_ready": self.gateway_ready,
+                "gateway_public_ips": self.gateway_public_ips,
+                "gateway_private_ips": self.gateway_private_ips,
+                "vm_ids": self.vm_ids,
+                "gateway_nsg_names": self.gateway_nsg_names,
+                "load_balancer_private_ip": self.load_balancer_private_ip,
             }
         )
 
     def endpoint(self, site: str | None = None) -> GatewayEndpointArgs:
         """This gateway as :class:`Ikev2GatewayPair` takes it; ``site`` renames the side (two
-        Azure sites in one pair need two names), default ``"azure"``."""
-        return GatewayEndpointArgs(
-            site=site or self.site,
+        Azure sites in one pair need two names), default ``"azure"``. HA mode has two gateways:
+        take them from :meth:`endpoints`."""
+        if self._ha:
+            raise ComponentInputError(
+                f"{self._component} has two gateways ('ha' is set): join each to its own peer "
+                f"gateway with site.endpoints() (sites 'azure-1' and 'azure-2'), not site.endpoint()"
+            )
+        return self._endpoint(self._gateways[0], site or self.site, None)
+
+    def endpoints(self, site_prefix: str | None = None) -> list[GatewayEndpointArgs]:
+        """Every gateway as :class:`Ikev2GatewayPair` takes it, first gateway first: one pair per
+        gateway. HA mode: sites ``<site_prefix>-1`` and ``<site_prefix>-2`` (default
+        ``azure-1``, ``azure-2``), each with its part in HA (``ha``: this side's ``bgp_as``, the
+        second one ``standby``, the ``probe_port``); without ``ha``: ``[endpoint(site_prefix)]``."""
+        ha = self._ha
+        if not ha:
+            return [self.endpoint(site_prefix)]
+        prefix = site_prefix or self.site
+        return [
+            self._endpoint(
+                gateway,
+                f"{prefix}-{n}",
+                GatewayHaArgs(
+                    bgp_as=_whole(ha.get("bgp_as"), DEFAULT_AZURE_BGP_AS),
+                    standby=n > 1,
+                    probe_port=_whole(ha.get("probe_port"), DEFAULT_PROBE_PORT),
+                ),
+            )
+            for n, gateway in enumerate(self._gateways, start=1)
+        ]
+
+    def _endpoint(self, gateway: _Gateway, site: str, ha: GatewayHaArgs | None) -> GatewayEndpointArgs:
+        endpoint = GatewayEndpointArgs(
+            site=site,
             admin_user=self.admin_user,
-            public_ip=self.public_ip,
-            gateway_private_ip=self.gateway_private_ip,
+            public_ip=gateway.public_ip,
+            gateway_private_ip=gateway.private_ip,
             local_cidrs=self.local_cidrs,
             remote_cidrs=self.remote_cidrs,
-            gateway_ready=self.gateway_ready,
-            machine_id=self.vm_id,
+            gateway_ready=gateway.vm_id,
+            machine_id=gateway.vm_id,
             azure_resource_group_name=self.resource_group_name,
-            azure_network_security_group_name=self.gateway_nsg_name,
+            azure_network_security_group_name=gateway.nsg_name,
             azure_provider=cast(azure.Provider | None, self.get_provider("azure-native::")),
         )
+        if ha is not None:
+            endpoint["ha"] = ha
+        return endpoint
+
+    def _gateway_nsg(
+        self,
+        name: str,
+        suffix: str,
+        rg_name: pulumi.Input[str],
+        location: str,
+        tags: Mapping[str, str],
+        admin_cidrs: pulumi.Input[Sequence[str]],
+        forwarded: pulumi.Input[Sequence[str]],
+        probe_port: int | None,
+    ) -> tuple[azure.network.NetworkSecurityGroup, azure.network.SecurityRule]:
+        """A gateway's NSG and the site's rules in it; the last rule written comes second."""
+        nsg = azure.network.NetworkSecurityGroup(
+            f"{name}-gateway-nsg{suffix}",
+            resource_group_name=rg_name,
+            location=location,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Azure takes one write at a time per NSG and per route table
+        # (AnotherOperationInProgress): rules and routes are made one after another.
+        rules: list[tuple[str, int, str, pulumi.Input[Sequence[str]] | str, str, str]] = [
+            ("ssh", SSH_PRIORITY, "Tcp", admin_cidrs, "22", "SSH from the admin networks"),
+            ("forward", FORWARD_PRIORITY, "*", forwarded, "*",
+             "traffic the gateway forwards between the sites"),
+        ]
+        if probe_port is not None:
+            # The default rule AllowAzureLoadBalancerInBound (65001) lets the probe in already and
+            # this NSG denies nothing before it; said here, it survives a deny rule added later.
+            rules.append((
+                "probe", PROBE_PRIORITY, "Tcp", AZURE_LOAD_BALANCER_TAG, str(probe_port),
+                "the internal load balancer's health probe (168.63.129.16)",
+            ))
+        last: azure.network.SecurityRule | None = None
+        for kind, priority, protocol, sources, port, description in rules:
+            last = _nsg_rule(
+                f"{name}-{kind}{suffix}", rg_name, nsg.name, priority, protocol, sources, [port], description,
+                pulumi.ResourceOptions(parent=self, depends_on=[last] if last else []),
+            )
+        assert last is not None
+        return nsg, last
+
+    def _load_balancer(
+        self,
+        name: str,
+        ha: AzureHaArgs,
+        rg_name: pulumi.Input[str],
+        location: str,
+        tags: Mapping[str, str],
+        subnet_id: pulumi.Input[str],
+        same_group_id: pulumi.Input[str],
+    ) -> tuple[pulumi.Output[str], azure.network.LoadBalancer]:
+        """The internal Standard balancer in front of the gateways: the id of its backend pool
+        (for the gateways' NICs), and the balancer."""
+        lb_name = f"{name}-ilb"
+        # A rule names its balancer's own frontend, pool and probe by id, which Azure gives only
+        # once the balancer exists: the ids are built the way ARM templates build them
+        # (resourceId('Microsoft.Network/loadBalancers', name) + '/frontendIPConfigurations/...'),
+        # from the balancer's fixed name and its resource group's id (taken from the NSG's, made
+        # in the same group).
+        lb_id = pulumi.Output.from_input(same_group_id).apply(
+            lambda nsg_id: f"{_resource_group_id(nsg_id)}/providers/Microsoft.Network/loadBalancers/{lb_name}"
+        )
+
+        def part(kind: str, part_name: str) -> azure.network.SubResourceArgs:
+            return azure.network.SubResourceArgs(id=pulumi.Output.concat(lb_id, f"/{kind}/{part_name}"))
+
+        net = azure.network
+        lb = net.LoadBalancer(
+            lb_name,
+            load_balancer_name=lb_name,
+            resource_group_name=rg_name,
+            location=location,
+            sku=net.LoadBalancerSkuArgs(name="Standard", tier="Regional"),
+            # No zones: a Standard internal frontend without them is zone-redundant in a region
+            # with zones (learn.microsoft.com load-balancer-standard-availability-zones).
+            frontend_ip_configurations=[net.FrontendIPConfigurationArgs(
+                name="frontend",
+                subnet=net.SubnetArgs(id=subnet_id),
+                private_ip_address=ha["load_balancer_private_ip"],
+                private_ip_allocation_method="Static",
+                private_ip_address_version="IPv4",
+            )],
+            # The pool is a property of the balancer, its members are set on the NICs: Azure
+            # refuses a write to a pool resource whose members are NIC ip configurations
+            # (ModificationOfNICIpConfigBackendPoolNotSupported; Azure/bicep-registry-modules#3395).
+            backend_address_pools=[net.BackendAddressPoolArgs(name="gateways")],
+            probes=[net.ProbeArgs(
+                name="tunnel-up",
+                protocol="Http",
+                port=_whole(ha.get("probe_port"), DEFAULT_PROBE_PORT),
+                request_path=f"/{DEFAULT_PROBE_FILE}",
+                interval_in_seconds=_whole(ha.get("probe_interval_seconds"), MIN_PROBE_INTERVAL),
+                probe_threshold=_whole(ha.get("probe_threshold"), DEFAULT_PROBE_THRESHOLD),
+            )],
+            # HA ports: every protocol and port through one rule, without floating IP (packets
+            # keep their destination), the NVA setup Azure documents
+            # (learn.microsoft.com load-balancer-ha-ports-overview).
+            load_balancing_rules=[net.LoadBalancingRuleArgs(
+                name="ha-ports",
+                protocol="All",
+                frontend_port=0,
+                backend_port=0,
+                enable_floating_ip=False,
+                frontend_ip_configuration=part("frontendIPConfigurations", "frontend"),
+                backend_address_pool=part("backendAddressPools", "gateways"),
+                probe=part("probes", "tunnel-up"),
+            )],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return pulumi.Output.concat(lb_id, "/backendAddressPools/gateways"), lb
+
+    def _gateway_nic(
+        self,
+        name: str,
+        suffix: str,
+        rg_name: pulumi.Input[str],
+        location: str,
+        tags: Mapping[str, str],
+        subnet_id: pulumi.Input[str],
+        nsg_id: pulumi.Input[str],
+        private_ip: str | None,
+        zone: str | None,
+        pool: tuple[pulumi.Input[str], azure.network.LoadBalancer] | None,
+    ) -> tuple[azure.network.PublicIPAddress, azure.network.NetworkInterface]:
+        """A gateway's static Standard public IP (in ``zone``, if any) and its NIC (in the
+        balancer's ``pool``, if any)."""
+        zonal: dict[str, Any] = {}
+        ip_opts = pulumi.ResourceOptions(parent=self)
+        if zone:
+            zonal = {"zones": [zone]}
+            # Azure refuses to change the zones of a public IP or VM ("Changing property 'zones'
+            # is not allowed", hashicorp/terraform-provider-azurerm#3277; MicrosoftDocs/azure-docs
+            # #77045): replace it.
+            ip_opts = pulumi.ResourceOptions(parent=self, replace_on_changes=["zones"])
+        public_ip = azure.network.PublicIPAddress(
+            f"{name}-ip{suffix}",
+            resource_group_name=rg_name,
+            location=location,
+            sku={"name": "Standard", "tier": "Regional"},
+            public_ip_allocation_method="Static",
+            public_ip_address_version="IPv4",
+            tags=tags,
+            opts=ip_opts,
+            **zonal,
+        )
+        ip_config: Any = {
+            "name": "primary",
+            "primary": True,
+            "subnet": {"id": subnet_id},
+            "public_ip_address": {"id": public_ip.id},
+            "private_ip_allocation_method": "Static" if private_ip else "Dynamic",
+        }
+        if private_ip:
+            ip_config["private_ip_address"] = private_ip
+        nic_opts = pulumi.ResourceOptions(parent=self)
+        if pool:
+            pool_id, lb = pool
+            ip_config["load_balancer_backend_address_pools"] = [{"id": pool_id}]
+            # The pool is named by an id built before the balancer exists: wait for it.
+            nic_opts = pulumi.ResourceOptions(parent=self, depends_on=[lb])
+        nic = azure.network.NetworkInterface(
+            f"{name}-nic{suffix}",
+            resource_group_name=rg_name,
+            location=location,
+            # The gateway forwards packets that are neither from nor to itself.
+            enable_ip_forwarding=True,
+            ip_configurations=[ip_config],
+            network_security_group={"id": nsg_id},
+            tags=tags,
+            opts=nic_opts,
+        )
+        return public_ip, nic
 
     def _network(
         self,
@@ -431,9 +776,11 @@ class AzureSite(pulumi.ComponentResource):
         admin: tuple[pulumi.Input[str], pulumi.Input[str]] | None,
         tags: Mapping[str, str],
         after: Sequence[pulumi.Resource] = (),
+        zone: str | None = None,
     ) -> azure.compute.VirtualMachine:
-        """A VM on ``nic_id``; ``admin`` (user, SSH key) makes its OS profile, None leaves it out
-        (a specialized image brings its own users and refuses one)."""
+        """A VM on ``nic_id`` (in availability ``zone``, if any); ``admin`` (user, SSH key) makes
+        its OS profile, None leaves it out (a specialized image brings its own users and refuses
+        one)."""
         # The NIC outlives the VM ("Detach"): a replaced VM is created on the same NIC, with the
         # same private and public address. With "Delete" it would go down with the old VM.
         nics: Any = [{"id": nic_id, "primary": True, "delete_option": "Detach"}]
@@ -463,6 +810,7 @@ class AzureSite(pulumi.ComponentResource):
                     },
                 },
             }
+        zonal: dict[str, Any] = {"zones": [zone]} if zone else {}
         return azure.compute.VirtualMachine(
             name,
             resource_group_name=rg_name,
@@ -473,6 +821,7 @@ class AzureSite(pulumi.ComponentResource):
             network_profile={"network_interfaces": nics},
             diagnostics_profile={"boot_diagnostics": {"enabled": True}},
             tags=dict(tags),
+            **zonal,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(after),
@@ -481,23 +830,12 @@ class AzureSite(pulumi.ComponentResource):
                 # time, so the old VM goes first.
                 # The same for a new admin user or SSH key: Azure refuses to change the OS
                 # profile of an existing VM (PropertyChangeNotAllowed, Azure/azure-cli#11840).
-                replace_on_changes=["storageProfile.imageReference", "osProfile"],
+                # Nor does it move a VM to another zone (see _gateway_nic).
+                replace_on_changes=[
+                    "storageProfile.imageReference", "osProfile", *(["zones"] if zone else [])
+                ],
                 delete_before_replace=True,
             ),
-        )
-
-    def _rule(
-        self,
-        name: str,
-        priority: int,
-        protocol: str,
-        sources: pulumi.Input[Sequence[str]],
-        port: str,
-        description: str,
-        opts: pulumi.ResourceOptions,
-    ) -> azure.network.SecurityRule:
-        return _nsg_rule(
-            name, self._rg_name, self._nsg_name, priority, protocol, sources, [port], description, opts
         )
 
 
@@ -507,13 +845,22 @@ def _nsg_rule(
     nsg_name: pulumi.Input[str],
     priority: int,
     protocol: str,
-    sources: pulumi.Input[Sequence[str]],
+    sources: pulumi.Input[Sequence[str]] | str,
     ports: list[str],
     description: str,
     opts: pulumi.ResourceOptions,
 ) -> azure.network.SecurityRule:
+    """An inbound allow rule from ``sources``: networks, or one service tag (a string)."""
     port_args: dict[str, Any] = (
         {"destination_port_range": ports[0]} if len(ports) == 1 else {"destination_port_ranges": ports}
+    )
+    # Azure takes a service tag in sourceAddressPrefix only, never in the list ("cannot specify
+    # existing VIRTUALNETWORK, INTERNET, AZURELOADBALANCER, '*' or system tags",
+    # hashicorp/terraform-provider-azurerm#5617).
+    source_args: dict[str, Any] = (
+        {"source_address_prefix": sources}
+        if isinstance(sources, str)
+        else {"source_address_prefixes": sources}
     )
     return azure.network.SecurityRule(
         name,
@@ -523,11 +870,11 @@ def _nsg_rule(
         direction="Inbound",
         access="Allow",
         protocol=protocol,
-        source_address_prefixes=sources,
         source_port_range="*",
         destination_address_prefix="*",
         description=description,
         opts=opts,
+        **source_args,
         **port_args,
     )
 
@@ -586,6 +933,11 @@ def _route_table(
         return parts(str(table_id))
     both = pulumi.Output.from_input(table_id).apply(parts)
     return both.apply(lambda p: p[0]), both.apply(lambda p: p[1])
+
+
+def _first_private_ip(configurations: Sequence[Any] | None) -> str:
+    """The private address of the first ip configuration of a NIC or a balancer's frontend."""
+    return _require_ip(configurations[0].private_ip_address if configurations else None)
 
 
 def _require_ip(ip: str | None) -> str:
