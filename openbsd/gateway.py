@@ -212,6 +212,9 @@ def render_gateway(spec: GatewaySpec) -> RenderedGateway:
     mode also bgpd.conf, with a probe port the probe responder's files, and with route tables
     the steering script and its rc.d script."""
     ha = spec.ha
+    if ha is not None:
+        _check_steering(ha)
+        route_table_steering(spec, ha)  # refuse a contradictory steering before rendering anything
     bgp_peer = ha.peer_private_ip if ha is not None else None
     iked_conf = render_iked_conf(
         IkedGateway(

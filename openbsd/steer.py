@@ -370,7 +370,7 @@ call() {
 		return 0
 	fi
 	# The fetch's own words, with any query string (it holds the session token) cut out.
-	log "$c_action failed: $(sed -n '1s/?[^ ]*/?.../gp' "$work/err")"
+	log "$c_action failed: $(sed -e '1!d' -e 's/?[^ ]*/?.../g' "$work/err")"
 	need_credentials=yes
 	return 1
 }
