@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_azure_native as azure_native
 
+from cross_cloud_vpn.checks import GATEWAY_HOST_INDEX
 from cross_cloud_vpn.components import (
     AwsSite,
     AwsSiteArgs,
@@ -19,8 +20,11 @@ from cross_cloud_vpn.components import (
     IkeRole,
     Ikev2GatewayPair,
     Ikev2GatewayPairArgs,
+    Ikev2TunnelSet,
+    Ikev2TunnelSetArgs,
 )
-from cross_cloud_vpn.components.azure_site import resource_id_part
+from cross_cloud_vpn.components.aws_site import AwsHaArgs, AwsHaSteering
+from cross_cloud_vpn.components.azure_site import AzureHaArgs, resource_id_part
 from cross_cloud_vpn.components.images import AwsImage, AwsImageArgs, AzureImage, AzureImageArgs
 from cross_cloud_vpn.components.pinned_ami import PinnedAmi, PinnedAmiArgs
 from cross_cloud_vpn.disk_image import DiskImageError, prepare_for_aws, prepare_for_azure
@@ -185,6 +189,17 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
             availability_zone=s.aws.availability_zone,
             tags=dict(s.tags),
             test_vm=aws_test_vm,
+            ha=None if s.ha is None else AwsHaArgs(
+                steering=AwsHaSteering(s.ha.aws_steering),
+                second_gateway_subnet_cidr=aws_net.second_gateway_subnet_cidr,
+                second_availability_zone=s.ha.aws_second_availability_zone,
+                second_gateway_private_ip=None if aws_net.second_gateway_subnet_cidr is None
+                else host_address(aws_net.second_gateway_subnet_cidr, GATEWAY_HOST_INDEX),
+                bgp_as=s.ha.aws_asn,
+                # Each belongs to one steering; the site refuses the other's.
+                route_server_as=s.ha.route_server_asn if s.ha.aws_steering == "route-server" else None,
+                probe_port=s.ha.probe_port if s.ha.aws_steering == "route-tables" else None,
+            ),
         ),
         opts=aws_opts,
     )
@@ -223,28 +238,45 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
             admin_user=s.azure.admin_user,
             tags=dict(s.tags),
             test_vm=azure_test_vm,
+            ha=None if s.ha is None else AzureHaArgs(
+                second_gateway_private_ip=s.ha.azure_second_gateway_ip,
+                load_balancer_private_ip=s.ha.azure_load_balancer_ip,
+                zones=list(s.ha.azure_zones),
+                probe_port=s.ha.probe_port,
+                bgp_as=s.ha.azure_asn,
+            ),
         ),
         opts=azure_opts,
     )
 
+    tunnel = dict(
+        ssh_private_key=pulumi.Output.secret(s.access.ssh_private_key.value),
+        admin_cidrs=s.access.admin_cidrs,
+        allow_ssh_from_anywhere=s.access.allow_ssh_from_anywhere,
+        auth_mode=IkeAuthMode(s.tunnel.auth_mode),
+        psk=None if s.tunnel.psk is None else pulumi.Output.secret(s.tunnel.psk.value),
+        ike_proposal=s.tunnel.ike_proposal,
+        child_proposals=s.tunnel.child_proposals,
+        dpd_interval=s.tunnel.dpd_interval,
+        left_role=IkeRole(s.tunnel.aws_role),
+        right_role=IkeRole(s.tunnel.azure_role),
+        require_tunnel_up=s.tunnel.require_up,
+    )
+    both_providers = pulumi.ResourceOptions(providers=[aws_provider, azure_provider])
+    if s.ha is not None:
+        return _ha_outputs(
+            aws_site,
+            azure_site,
+            Ikev2TunnelSet(
+                f"{prefix}-tunnel",
+                Ikev2TunnelSetArgs(left=aws_site.endpoints(), right=azure_site.endpoints(), **tunnel),  # type: ignore[typeddict-item]
+                opts=both_providers,
+            ),
+        )
     pair = Ikev2GatewayPair(
         f"{prefix}-tunnel",
-        Ikev2GatewayPairArgs(
-            left=aws_site.endpoint(),
-            right=azure_site.endpoint(),
-            ssh_private_key=pulumi.Output.secret(s.access.ssh_private_key.value),
-            admin_cidrs=s.access.admin_cidrs,
-            allow_ssh_from_anywhere=s.access.allow_ssh_from_anywhere,
-            auth_mode=IkeAuthMode(s.tunnel.auth_mode),
-            psk=None if s.tunnel.psk is None else pulumi.Output.secret(s.tunnel.psk.value),
-            ike_proposal=s.tunnel.ike_proposal,
-            child_proposals=s.tunnel.child_proposals,
-            dpd_interval=s.tunnel.dpd_interval,
-            left_role=IkeRole(s.tunnel.aws_role),
-            right_role=IkeRole(s.tunnel.azure_role),
-            require_tunnel_up=s.tunnel.require_up,
-        ),
-        opts=pulumi.ResourceOptions(providers=[aws_provider, azure_provider]),
+        Ikev2GatewayPairArgs(left=aws_site.endpoint(), right=azure_site.endpoint(), **tunnel),  # type: ignore[typeddict-item]
+        opts=both_providers,
     )
 
     def ssh(site: AwsSite | AzureSite) -> pulumi.Output[str]:
@@ -266,4 +298,29 @@ def build(settings: StackSettings | None = None) -> dict[str, pulumi.Output[obje
         "aws_test_vm_private_ip": aws_site.test_vm_private_ip,
         "azure_test_vm_private_ip": azure_site.test_vm_private_ip,
         "tunnel_status": pair.tunnel_status,
+    }
+
+
+def _ha_outputs(aws_site: AwsSite, azure_site: AzureSite, tunnels: Ikev2TunnelSet) -> dict[str, object]:
+    """HA mode's stack outputs: one entry per gateway, in order (gateway n of each side form
+    tunnel n)."""
+
+    def ssh(user: pulumi.Output[str], ips: pulumi.Output[list[str]]) -> pulumi.Output[list[str]]:
+        return pulumi.Output.all(user, ips).apply(lambda v: [f"ssh {v[0]}@{ip}" for ip in v[1]])
+
+    return {
+        "aws_public_ips": aws_site.gateway_public_ips,
+        "azure_public_ips": azure_site.gateway_public_ips,
+        "aws_gateway_private_ips": aws_site.gateway_private_ips,
+        "azure_gateway_private_ips": azure_site.gateway_private_ips,
+        "azure_load_balancer_ip": azure_site.load_balancer_private_ip,
+        "aws_cidrs": aws_site.local_cidrs,
+        "azure_cidrs": azure_site.local_cidrs,
+        "aws_iked_confs": tunnels.left_iked_confs,
+        "azure_iked_confs": tunnels.right_iked_confs,
+        "ssh_aws": ssh(aws_site.admin_user, aws_site.gateway_public_ips),
+        "ssh_azure": ssh(azure_site.admin_user, azure_site.gateway_public_ips),
+        "aws_test_vm_private_ip": aws_site.test_vm_private_ip,
+        "azure_test_vm_private_ip": azure_site.test_vm_private_ip,
+        "tunnel_status": tunnels.tunnel_status,
     }
