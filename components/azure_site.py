@@ -38,6 +38,9 @@ DEFAULT_HA_ZONES = ("1", "2")
 #: Azure's shortest probe interval: "The default value is 15, the minimum value is 5"
 #: (Azure REST API, network Probe ``intervalInSeconds``).
 MIN_PROBE_INTERVAL = 5
+#: One failed probe takes a gateway out: what it answers (its tunnel's BGP session is up) is
+#: debounced already by the session's hold time, and a gateway taken out by mistake only sends its
+#: new flows through the other one. Failover is then about one interval (research/ha.md 1b).
 DEFAULT_PROBE_THRESHOLD = 1
 DEFAULT_AZURE_BGP_AS = 65020
 #: Azure's logical availability zones in a region that has them.
@@ -210,9 +213,8 @@ def ha_problems(args: Mapping[str, Any]) -> list[str]:
                      and ipaddress.IPv4Address(seen) == ipaddress.IPv4Address(value)]
     zones = ha.get("zones")
     if zones is not None:
-        listed_zones = list(zones) if isinstance(zones, list | tuple) else zones
-        if (not isinstance(listed_zones, list) or len(listed_zones) != 2 or len(set(listed_zones)) != 2
-                or not set(listed_zones) <= set(AZURE_ZONES)):
+        two_zones = isinstance(zones, list | tuple) and len(zones) == 2 and zones[0] != zones[1]
+        if not (two_zones and all(zone in AZURE_ZONES for zone in zones)):
             problems.append(f"'ha.zones' is {zones!r}: name two different availability zones of "
                             f"{', '.join(repr(z) for z in AZURE_ZONES)}, one per gateway, "
                             f"e.g. {list(DEFAULT_HA_ZONES)!r}")
@@ -252,19 +254,23 @@ class AzureSite(pulumi.ComponentResource):
     admin_user: pulumi.Output[str]
     """The user with doas the bootstrap logs in as."""
     public_ip: pulumi.Output[str]
-    """The static Standard public IP: the gateway's address for the peer and for SSH."""
+    """The static Standard public IP: the gateway's address for the peer and for SSH (HA mode:
+    the first gateway's)."""
     gateway_private_ip: pulumi.Output[str]
-    """The gateway's own address (iked's ``local``; the next hop of the routes)."""
+    """The gateway's own address (iked's ``local``; without ``ha``, the next hop of the routes).
+    HA mode: the first gateway's."""
     local_cidrs: pulumi.Output[list[str]]
     """The networks behind the gateway: the created workload subnets, or ``local_cidrs``."""
     remote_cidrs: pulumi.Output[list[str]]
     """The peer's networks, routed to the gateway."""
     vm_id: pulumi.Output[str]
-    """The gateway VM: a new id means a new machine, which the pair configures again."""
+    """The gateway VM: a new id means a new machine, which the pair configures again (HA mode:
+    the first gateway's)."""
     resource_group_name: pulumi.Output[str]
     """The gateway's resource group."""
     gateway_nsg_name: pulumi.Output[str]
-    """The gateway's NSG (the pair adds the peer-only IKE rules to it)."""
+    """The gateway's NSG (the pair adds the peer-only IKE rules to it; HA mode: the first
+    gateway's)."""
     test_vm_private_ip: pulumi.Output[str | None]
     """The test VM's address, if there is one."""
     gateway_ready: pulumi.Output[str]
@@ -481,15 +487,15 @@ class AzureSite(pulumi.ComponentResource):
             )
         return self._endpoint(self._gateways[0], site or self.site, None)
 
-    def endpoints(self, site_prefix: str | None = None) -> list[GatewayEndpointArgs]:
+    def endpoints(self, site: str | None = None) -> list[GatewayEndpointArgs]:
         """Every gateway as :class:`Ikev2GatewayPair` takes it, first gateway first: one pair per
-        gateway. HA mode: sites ``<site_prefix>-1`` and ``<site_prefix>-2`` (default
-        ``azure-1``, ``azure-2``), each with its part in HA (``ha``: this side's ``bgp_as``, the
-        second one ``standby``, the ``probe_port``); without ``ha``: ``[endpoint(site_prefix)]``."""
+        gateway. HA mode: sites ``<site>-1`` and ``<site>-2`` (default ``azure-1``, ``azure-2``),
+        each with its part in HA (``ha``: this side's ``bgp_as``, the second one ``standby``, the
+        ``probe_port``); without ``ha``: ``[endpoint(site)]``."""
         ha = self._ha
         if not ha:
-            return [self.endpoint(site_prefix)]
-        prefix = site_prefix or self.site
+            return [self.endpoint(site)]
+        prefix = site or self.site
         return [
             self._endpoint(
                 gateway,

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from cross_cloud_vpn.components import AzureSite, AzureSiteArgs
+from cross_cloud_vpn.components import AwsSite, AzureSite, AzureSiteArgs, Ikev2TunnelSet, Ikev2TunnelSetArgs
 from cross_cloud_vpn.components.azure_site import AzureHaArgs
 from cross_cloud_vpn.components.site import ComponentInputError
 from cross_cloud_vpn.lab_cloud import Evaluation, Registration, evaluate
-from cross_cloud_vpn.openbsd.probe import DEFAULT_PROBE_FILE
-from tests.test_component_checks import refused
+from cross_cloud_vpn.openbsd.probe import DEFAULT_PROBE_FILE, ProbeResponder, probe_path, render_httpd_conf
+from tests.test_component_checks import aws_args, refused
 
 IMAGE = "/subscriptions/0/resourceGroups/img/providers/Microsoft.Compute/images/obsd"
 LB_IP, FIRST_IP, SECOND_IP = "192.168.0.100", "192.168.0.10", "192.168.0.11"
@@ -246,6 +246,36 @@ def test_endpoint_of_an_ha_site_points_to_endpoints(key: str) -> None:
 
     with pytest.raises(ComponentInputError, match=r"AzureSite 'ha' has two gateways.*site\.endpoints\(\)"):
         evaluate(program, {}, set())
+
+
+def test_with_an_aws_ha_site_each_tunnel_opens_its_own_gateways_nsg_and_installs_what_the_probe_asks(
+    key: str, ssh_keypair: tuple[str, str], iked_public_keys: dict[str, str]
+) -> None:
+    aws_ips = ["172.16.0.10", "172.16.1.10"]
+
+    def program() -> dict[str, Any]:
+        aws = AwsSite("lib-aws", aws_args(key, availability_zone="eu-west-1a", ha={
+            "second_gateway_subnet_cidr": "172.16.1.0/24", "second_gateway_private_ip": aws_ips[1],
+            "second_availability_zone": "eu-west-1b"}))
+        azure = AzureSite("ha", site_args(key, ha(), remote_cidrs=["172.16.10.0/24"],
+                                          workload_subnet_cidrs=["192.168.10.0/24"]))
+        Ikev2TunnelSet("t", Ikev2TunnelSetArgs(
+            left=aws.endpoints(), right=azure.endpoints(), ssh_private_key=ssh_keypair[1],
+            admin_cidrs=["198.51.100.7/32"]))
+        return {}
+
+    keys = {f"{side}-{n}": iked_public_keys[side] for side in ("aws", "azure") for n in (1, 2)}
+    ev = evaluate(program, {}, set(), public_keys=keys)
+    probe = _one(ev, LB, "ha-ilb").inputs["probes"][0]
+    for n, suffix, ip in ((1, "", FIRST_IP), (2, "-2", SECOND_IP)):
+        nsg = _one(ev, "azure-native:network:NetworkSecurityGroup", f"ha-gateway-nsg{suffix}").state["name"]
+        # Both pairs write IKE rules at the same priorities: in one NSG Azure would refuse the second.
+        ike = [r for r in ev.by_type(RULE) if r.name.startswith(f"t-{n}-") and r.name.endswith("-ike")]
+        assert [r.inputs["networkSecurityGroupName"] for r in ike] == [nsg], [r.name for r in ike]
+        responder = ProbeResponder(private_ip=ip, bgp_peer_private_ip=aws_ips[n - 1], port=int(probe["port"]))
+        assert probe_path(responder) == probe["requestPath"]
+        stdin = ev.named(f"t-{n}-azure-{n}-configure").inputs["stdin"]
+        assert render_httpd_conf(responder) in stdin, f"azure-{n} does not serve the balancer's probe"
 
 
 # --- single mode and BYO --------------------------------------------------------------------------
