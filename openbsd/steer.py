@@ -189,13 +189,21 @@ log() {
 }
 
 # Run "$@" for at most $1 seconds: ftp(1) has no overall time limit, and a hung fetch must not
-# stop the loop. The watcher's output goes to /dev/null so that $(...) does not wait for it.
+# stop the loop. The watcher's output goes to /dev/null so that $(...) does not wait for it. It
+# waits for its sleep with the wait builtin, which a trapped signal interrupts (POSIX wait): a
+# pdksh (mksh, tried here) runs a TERM trap only after a foreground child ends, so a plain
+# `sleep; kill` watcher would live, and hold $(...), for the whole time limit.
 bounded() {
 	b_t=$1
 	shift
 	"$@" &
 	b_p=$!
-	(sleep "$b_t"; kill "$b_p" 2>/dev/null) >/dev/null 2>&1 &
+	(
+		trap 'kill "$b_z" 2>/dev/null; exit 0' TERM
+		sleep "$b_t" &
+		b_z=$!
+		wait "$b_z" && kill "$b_p" 2>/dev/null
+	) >/dev/null 2>&1 &
 	b_w=$!
 	wait "$b_p"
 	b_rc=$?

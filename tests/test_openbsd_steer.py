@@ -249,12 +249,15 @@ class Probe:
 
     def __init__(self, address: str) -> None:
         self.healthy = True
+        self.hangs = False  # accepts the connection, never answers (a wedged httpd)
         self.hits = 0
         probe = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 probe.hits += 1
+                while probe.hangs:
+                    time.sleep(0.1)
                 code = 200 if probe.healthy and self.path == "/up" else 404
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
@@ -273,14 +276,15 @@ class Probe:
 
 # --- running the script ------------------------------------------------------------------------
 
-def wrappers(folder: Path, argv_log: Path) -> Path:
+def wrappers(folder: Path, argv_log: Path, awk: str = "awk") -> Path:
     """PATH stand-ins: logger appends to $CCVPN_TEST_LOG; every other tool records its argv and
-    runs the real one; date answers FIXED_DATE when CCVPN_TEST_FIXED_DATE is set."""
+    runs the real one (``awk`` may be another implementation); date answers FIXED_DATE when
+    CCVPN_TEST_FIXED_DATE is set."""
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     (bin_dir / "logger").write_text('#!/bin/sh\nshift 2\necho "$*" >> "$CCVPN_TEST_LOG"\n')
     for tool in TOOLS:
-        real = shutil.which(tool, path="/usr/bin:/bin")
+        real = shutil.which(awk if tool == "awk" else tool, path="/usr/bin:/bin")
         assert real, f"{tool} is needed"
         fixed = (f'[ -n "$CCVPN_TEST_FIXED_DATE" ] && [ "$*" = "-u +%Y%m%dT%H%M%SZ" ] && '
                  f'{{ echo {FIXED_DATE}; exit 0; }}\n') if tool == "date" else ""
@@ -314,13 +318,15 @@ class Gateway:
 class Lab:
     """A fake AWS, and the real steering script for each gateway started in it."""
 
-    def __init__(self, tmp: Path, identities: dict[str, Identity], routes: dict[tuple[str, str], str]):
+    def __init__(self, tmp: Path, identities: dict[str, Identity], routes: dict[tuple[str, str], str],
+                 shell: str = "sh", awk: str = "awk"):
         self.tmp = tmp
+        self.shell = shell
         self.fake = FakeAws(identities=identities, routes=dict(routes))
         self.server = aws_server(self.fake)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.argv_log = tmp / "argv.log"
-        self.bin = wrappers(tmp, self.argv_log)
+        self.bin = wrappers(tmp, self.argv_log, awk)
         self.gateways: list[Gateway] = []
 
     def start(self, name: str, steering: RouteTableSteering, healthy: bool = True) -> Gateway:
@@ -337,7 +343,7 @@ class Lab:
             "CCVPN_STEER_HEALTH": f"echo check >> {checks}; test -e {health}",
             "CCVPN_TEST_LOG": str(log),
         }
-        process = subprocess.Popen(["sh", str(script)], env=env, start_new_session=True,
+        process = subprocess.Popen([self.shell, str(script)], env=env, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gateway = Gateway(name, process, health, log, checks)
         self.gateways.append(gateway)
@@ -378,9 +384,19 @@ def steering(partner: Probe | None, standby: bool, interval: float = 0.2) -> Rou
         probe_port=partner.port if partner else 8080, interval=interval, misses=2)
 
 
+#: OpenBSD's /bin/sh is its ksh, a pdksh; its awk is the one true (BWK) awk. Debian packages a
+#: pdksh descendant (mksh) and BWK awk (original-awk): where installed, the scenario of every
+#: role change runs on them too (closer to OpenBSD, still not OpenBSD's own builds).
+DASH, PDKSH = ("sh", "awk"), ("mksh", "original-awk")
+needs_pdksh = pytest.mark.skipif(not (shutil.which("mksh") and shutil.which("original-awk")),
+                                 reason="apt-get install mksh original-awk")
+PORTABLE = [pytest.param(DASH, id="dash-mawk"), pytest.param(PDKSH, id="mksh-bwk-awk", marks=needs_pdksh)]
+
+
 @pytest.fixture()
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    fake_lab = Lab(tmp_path, {"a1": A1, "a2": A2}, START_ROUTES)
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    shell, awk = getattr(request, "param", ("sh", "awk"))
+    fake_lab = Lab(tmp_path, {"a1": A1, "a2": A2}, START_ROUTES, shell=shell, awk=awk)
     yield fake_lab
     fake_lab.stop()
 
@@ -494,14 +510,24 @@ def test_standby_does_not_take_over_while_the_partner_answers(lab: Lab) -> None:
         partner.stop()
 
 
-@pytest.mark.parametrize("failure", ["answers 404", "does not answer"])
+@pytest.mark.parametrize(
+    ("lab", "failure"),
+    [pytest.param(DASH, "answers 404", id="dash-404"),
+     pytest.param(DASH, "refuses the connection", id="dash-refused"),
+     pytest.param(DASH, "hangs", id="dash-hangs"),
+     pytest.param(PDKSH, "hangs", id="mksh-hangs", marks=needs_pdksh)],
+    indirect=["lab"],
+)
 def test_standby_takes_over_only_after_the_partners_probe_failed_misses_times(lab: Lab, failure: str) -> None:
+    """A probe that hangs is cut off after its time limit (1 s) and counts as a miss."""
     partner = Probe("127.0.0.11")
     lab.fake.routes = {(t, c): A1.eni for t in TABLES for c in CIDRS}
     a2 = lab.start("a2", steering(partner, standby=True))
     wait_for(lambda: partner.hits >= 3, lab, "the standby probes its partner")
     if failure == "answers 404":
         partner.healthy = False
+    elif failure == "hangs":
+        partner.hangs = True
     else:
         partner.stop()
     try:
@@ -511,7 +537,8 @@ def test_standby_takes_over_only_after_the_partners_probe_failed_misses_times(la
         assert log.index("failed 2 times in a row") < log.index("ReplaceRoute")
         assert "standby, healthy, the partner's probe failed" in log
     finally:
-        if failure == "answers 404":
+        partner.hangs = False
+        if failure != "refuses the connection":
             partner.stop()
 
 
@@ -527,6 +554,7 @@ def test_unhealthy_standby_does_not_take_over_even_when_the_partner_is_down(lab:
         partner.stop()
 
 
+@pytest.mark.parametrize("lab", PORTABLE, indirect=True)
 def test_primary_takes_the_routes_back_once_healthy_and_the_standby_lets_it(lab: Lab) -> None:
     a1_probe, a2_probe = Probe("127.0.0.11"), Probe("127.0.0.12")
     try:
