@@ -25,6 +25,7 @@ from cross_cloud_vpn.openbsd import (
     PskAuth,
     PubkeyAuth,
     RouteServers,
+    RouteTableSteering,
     parse_bootstrap,
     render_bootstrap,
     render_gateway,
@@ -113,6 +114,7 @@ def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False, iked_runni
     if not (etc / "iked.conf").exists():
         (etc / "iked.conf").write_text("# the previous, working config\n")
     (tmp_path / "var").mkdir(exist_ok=True)  # HA: httpd's /var/www/htdocs/... is made here
+    (tmp_path / "usr_local").mkdir(exist_ok=True)  # HA, route tables: /usr/local/libexec/ccvpn-steer
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in ("pfctl", "rcctl", "sysctl", "ifconfig", "doas", "bgpctl", "ifstated", "httpd"):
@@ -138,7 +140,8 @@ def run_bootstrap(script: str, tmp_path: Path, pf_fail: bool = False, iked_runni
     }
     # Bind the scratch trees over /etc and /var in a private mount namespace, then run `sh -s`
     # with the script on stdin, exactly as `doas /bin/sh -s` receives it over SSH.
-    wrapper = f"mount --bind {etc} /etc && mount --bind {tmp_path / 'var'} /var && exec /bin/sh -s"
+    wrapper = (f"mount --bind {etc} /etc && mount --bind {tmp_path / 'var'} /var && "
+               f"mount --bind {tmp_path / 'usr_local'} /usr/local && exec /bin/sh -s")
     result = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", wrapper],
         input=script, capture_output=True, text=True, env=env, timeout=60,
@@ -539,3 +542,59 @@ def test_ha_bgpd_conf_that_real_bgpd_refuses_replaces_nothing(tmp_path: Path) ->
     assert "bgpd -n -f" in calls and "install" not in calls, calls
     assert "rcctl" not in calls and "pfctl -f" not in calls and "bgpctl" not in calls, calls
     assert {p: p.read_text() for p in etc.rglob("*") if p.is_file()} == before
+
+
+def aws_route_tables_ha(standby: bool = False) -> GatewaySpec:
+    """A1 steering the workload route tables itself (openbsd/steer.py), no route server."""
+    steering = RouteTableSteering(region="eu-west-1", route_table_ids=["rtb-0123456789abcdef0"],
+                                  partner_private_ip="10.10.0.11", standby=standby)
+    return aws_ha(ha=GatewayHa(local_as=65010, peer_as=65020, peer_private_ip="10.20.0.10", probe_port=8080,
+                               route_tables=steering))
+
+
+@needs_root
+@needs_bgpd
+def test_ha_route_table_bootstrap_checks_the_steering_scripts_installs_them_and_starts_the_daemon(
+    tmp_path: Path,
+) -> None:
+    rendered = render_gateway(aws_route_tables_ha())
+    code, output, etc, calls = run_bootstrap(rendered.bootstrap, tmp_path)
+    assert code == 0, output
+    script = tmp_path / "usr_local/libexec/ccvpn-steer"
+    rc = etc / "rc.d/ccvpn_steer"
+    assert script.read_text() == rendered.files[7].content and oct(script.stat().st_mode & 0o777) == "0o755"
+    assert rc.read_text() == rendered.files[8].content and oct(rc.stat().st_mode & 0o777) == "0o555"
+    assert "rcctl enable ccvpn_steer\nrcctl check ccvpn_steer\nrcctl start ccvpn_steer\n" in calls, calls
+    assert status(output).endswith("bgpd started; ccvpn_steer started; httpd started; ifstated started; "
+                                   "iked started")
+
+
+@needs_root
+@needs_bgpd
+def test_ha_route_table_standby_change_restarts_only_the_steering_daemon(tmp_path: Path) -> None:
+    assert run_bootstrap(render_gateway(aws_route_tables_ha()).bootstrap, tmp_path)[0] == 0
+    rendered = render_gateway(aws_route_tables_ha(standby=True))
+    code, output, _etc, calls = run_bootstrap(rendered.bootstrap, tmp_path,
+                                              running=("bgpd", "ccvpn_steer", "httpd", "ifstated", "iked"))
+    assert code == 0, output
+    assert "rcctl restart ccvpn_steer" in calls and "bgpctl reload" not in calls, calls
+    assert "role='standby'" in (tmp_path / "usr_local/libexec/ccvpn-steer").read_text()
+    assert status(output) == ("cross-cloud-vpn: changed: /usr/local/libexec/ccvpn-steer; bgpd left running; "
+                              "ccvpn_steer restarted; httpd left running; ifstated left running; "
+                              "iked left running")
+
+
+@needs_root
+@needs_bgpd
+def test_ha_route_table_steering_script_with_a_syntax_error_replaces_nothing(tmp_path: Path) -> None:
+    good = render_gateway(aws_route_tables_ha()).bootstrap
+    assert run_bootstrap(good, tmp_path)[0] == 0
+    before = (tmp_path / "usr_local/libexec/ccvpn-steer").read_text()
+    standby = render_gateway(aws_route_tables_ha(standby=True)).bootstrap
+    marker = "\nmain() {\n\tumask 077\n"  # the steering script's own main, not the bootstrap's
+    assert standby.count(marker) == 1
+    broken = standby.replace(marker, "\nmain() {\n(\n\tumask 077\n")
+    code, output, _etc, calls = run_bootstrap(broken, tmp_path, running=("ccvpn_steer", "iked"))
+    assert code != 0 and "Syntax error" in output, output  # sh -n (dash here) names the line
+    assert "install" not in calls and "rcctl" not in calls, calls
+    assert (tmp_path / "usr_local/libexec/ccvpn-steer").read_text() == before
