@@ -39,6 +39,7 @@ from cross_cloud_vpn.openbsd import (
     PubkeyAuth,
     RenderedGateway,
     RouteServers,
+    RouteTableSteering,
     proposal_problems,
     psk_problem_text,
     render_gateway,
@@ -428,12 +429,23 @@ def _gateway_ha(
             remote_as=int(ha.get("route_server_as") or 0),
             standby=bool(ha["standby"]),
         )
+    tables = steering["route_tables"]
+    route_tables = None
+    if tables is not None:
+        # The other cloud's networks and the probe port are filled in by render_gateway.
+        route_tables = RouteTableSteering(
+            region=str(tables["region"]),
+            route_table_ids=list(tables["route_table_ids"]),
+            partner_private_ip=str(tables["partner_private_ip"]),
+            standby=bool(ha["standby"]),
+        )
     return GatewayHa(
         local_as=int(ha["bgp_as"]),
         peer_as=int(peer["bgp_as"]),
         peer_private_ip=peer_private_ip,
         route_servers=route_servers,
         probe_port=ha.get("probe_port"),
+        route_tables=route_tables,
     )
 
 

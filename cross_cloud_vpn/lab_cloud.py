@@ -330,6 +330,9 @@ class LabCloud(pulumi.runtime.Mocks):
         if typ == "aws:iam/role:Role":
             role = inputs.get("name") or f"{name}-{n:08x}"
             return {"__id": role, "name": role, "arn": f"arn:aws:iam::123456789012:role/{role}"}
+        if typ == "aws:ec2/routeTable:RouteTable":
+            # EC2's own form (rtb- and 17 hex digits): the gateways' steering script is handed it.
+            return {"__id": f"rtb-{n:017x}", "arn": f"arn:aws:lab::{n}"}
         if typ == "aws:vpc/routeServerEndpoint:RouteServerEndpoint":
             # AWS picks the endpoint's address in its subnet; here the subnet's last usable one
             # (AWS keeps the first four and the last: "Subnet CIDR reservations", VPC user guide).

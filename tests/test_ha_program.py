@@ -19,6 +19,7 @@ import pytest
 
 from cross_cloud_vpn.lab_cloud import Evaluation, Registration, evaluate
 from cross_cloud_vpn.openbsd import parse_bootstrap
+from cross_cloud_vpn.openbsd.steer import STEER_RC_PATH, STEER_SCRIPT_PATH
 from cross_cloud_vpn.program import build
 from tests.test_program_mocks import _closure
 
@@ -165,6 +166,33 @@ def test_route_table_steering_keeps_its_routes_out_of_pulumis_way(run_ha: Callab
     for s in statements:
         if "ec2:ReplaceRoute" in _listed(s["Action"]):
             assert all(":route-table/" in r for r in _listed(s["Resource"])), s
+
+
+def test_route_table_steering_installs_the_loop_on_both_aws_gateways(
+    run_ha: Callable[..., Evaluation]
+) -> None:
+    ev = run_ha()
+    tables = sorted(r.id for r in ev.by_type("aws:ec2/routeTable:RouteTable") if "workload" in r.name)
+    partner = {"aws-1": "10.10.2.10", "aws-2": "10.10.0.10"}
+    for site, role in (("aws-1", "primary"), ("aws-2", "standby")):
+        files = files_of(ev, site)
+        script = files[STEER_SCRIPT_PATH][0]
+        assert f"role='{role}'" in script
+        assert f"tables='{' '.join(tables)}'" in script and "region='eu-west-1'" in script
+        assert "cidrs='10.20.1.0/24'" in script
+        assert f"partner_url='http://{partner[site]}:8080/up'" in script
+        assert STEER_RC_PATH in files and {"/etc/ifstated.conf", "/etc/httpd.conf"} <= set(files)
+        # pf lets only the partner gateway ask this one's probe responder.
+        assert partner[site] in files["/etc/pf.conf"][0]
+        assert "168.63.129.16" not in files["/etc/pf.conf"][0]
+    for site in ("azure-1", "azure-2"):
+        assert STEER_SCRIPT_PATH not in files_of(ev, site)
+
+
+def test_route_server_steering_installs_no_steering_loop(run_ha: Callable[..., Evaluation]) -> None:
+    ev = run_ha(steering="route-server")
+    for site in ("aws-1", "aws-2"):
+        assert STEER_SCRIPT_PATH not in files_of(ev, site)
 
 
 def _listed(value: str | list[str]) -> list[str]:
