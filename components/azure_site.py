@@ -155,7 +155,8 @@ class AzureSiteArgs(TypedDict):
     """Bring your own: the networks behind the gateway (the VNet's address space)."""
     ha: NotRequired[AzureHaArgs | None]
     """HA mode: two gateways in two zones behind an internal load balancer (create or bring your
-    own network); unset, one gateway."""
+    own network); unset, one gateway. Set on an existing site, it replaces the first gateway's VM
+    and public IP (a new address: Azure moves neither into a zone); its NIC stays."""
 
 
 def resource_id_part(resource_id: str, kind: str) -> str:

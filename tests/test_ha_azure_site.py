@@ -256,7 +256,7 @@ def test_with_an_aws_ha_site_each_tunnel_opens_its_own_gateways_nsg_and_installs
     def program() -> dict[str, Any]:
         aws = AwsSite("lib-aws", aws_args(key, availability_zone="eu-west-1a", ha={
             "second_gateway_subnet_cidr": "172.16.1.0/24", "second_gateway_private_ip": aws_ips[1],
-            "second_availability_zone": "eu-west-1b"}))
+            "second_availability_zone": "eu-west-1b", "steering": "route-server"}))
         azure = AzureSite("ha", site_args(key, ha(), remote_cidrs=["172.16.10.0/24"],
                                           workload_subnet_cidrs=["192.168.10.0/24"]))
         Ikev2TunnelSet("t", Ikev2TunnelSetArgs(
@@ -332,6 +332,15 @@ def test_a_new_zone_for_the_second_gateway_replaces_only_its_vm_and_public_ip(ke
     second = run_site(key, ha(zones=["1", "3"]), previous=first)
     assert second.changes() == {(VM, "ha-gateway-2"): "replace", (PUBLIC_IP, "ha-gateway-ip-2"): "replace",
                                 (NIC, "ha-gateway-nic-2"): "update"}
+
+
+def test_turning_ha_on_replaces_the_first_gateways_vm_and_public_ip_and_keeps_its_nic(key: str) -> None:
+    first = run_site(key)
+    second = run_site(key, ha(), previous=first)
+    changes = second.changes()
+    assert changes[(VM, "ha-gateway")] == changes[(PUBLIC_IP, "ha-gateway-ip")] == "replace"
+    assert changes[(NIC, "ha-gateway-nic")] == "update"
+    assert {k for k, v in changes.items() if v == "delete"} == set()
 
 
 # --- mistakes -------------------------------------------------------------------------------------
