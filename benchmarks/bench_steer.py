@@ -49,7 +49,7 @@ def main() -> None:
         try:
             a1 = lab.start("a1", replace(steering(a2_probe, standby=False, interval=interval), misses=misses))
             _until(lambda: lab.fake.all_owned_by(A1.eni))
-            lab.start("a2", replace(steering(a1_probe, standby=True, interval=interval), misses=misses))
+            a2 = lab.start("a2", replace(steering(a1_probe, standby=True, interval=interval), misses=misses))
             # Steady state: one minute's worth of rounds, scaled down to 20 rounds.
             calm_s = 20 * interval
             before = lab.fake.count("DescribeRouteTables")
@@ -62,6 +62,8 @@ def main() -> None:
             a1.set_healthy(True)
             a1_probe.healthy = True
             failback = _until(lambda: lab.fake.all_owned_by(A1.eni))
+            # The standby must have seen its partner answer again, or its old misses would count.
+            _until(lambda: "the partner answers its probe again" in a2.lines())
 
             a1.set_healthy(False)
             a1_probe.hangs = True
