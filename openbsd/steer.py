@@ -24,11 +24,19 @@ by hand (RFC 2104) so that the secret key and the keys derived from it travel on
 openssl(1) documents ``-hmac key`` for dgst) put the key on a command line, where ps(1) shows
 it to every local user; a pipe does not.
 
+The only openssl(1) commands used are ``dgst -sha256`` and ``base64 -d``; LibreSSL's openssl
+has both (usr.bin/openssl/openssl.c, its command table: "dgst", dgst_main; "base64", enc_main).
+Its ``dgst`` output line differs from OpenSSL 3's; the script keeps what follows ``= ``, or the
+whole line.
+
 Proven here (``tests/test_openbsd_steer.py``): the rendered script, run by Debian's dash with
 OpenSSL 3, mawk and curl as the fetch command, signs exactly as botocore does, and against a
 fake EC2 that verifies every signature with botocore it claims, holds off and takes over as
-described. **Not proven here**: OpenBSD's ksh, awk, LibreSSL (``openssl base64 -d``,
-``openssl dgst -sha256`` output) and ftp(1) running it; the real EC2 API and IMDS.
+described; the role changes also run under mksh (a pdksh, like OpenBSD's ksh) with the one true
+awk (Debian's original-awk, the lineage of OpenBSD's awk) where those are installed. **Not
+proven here**: OpenBSD's own ksh, awk, sleep, LibreSSL and ftp(1) running it (in particular that
+ftp(1) sends the URL's query string byte for byte, with a ``Host`` header without ``:443``, and
+exits non-zero on an HTTP error); the real EC2 API and IMDS.
 """
 
 from __future__ import annotations
@@ -69,7 +77,8 @@ HEALTH_TIMEOUT = 5
 CREDENTIAL_REFRESH_S = 60
 
 #: The real defaults the environment may replace (tests run the same script against fakes).
-#: ftp(1) -M: no progress meter, -V: not verbose, -o -: the body to standard output.
+#: ftp(1) (synopsis ``ftp [-46AadEegiMmnptVv]``, ftp.1 rev 1.124) -M: no progress meter,
+#: -V: not verbose, -o -: the body to standard output.
 DEFAULT_FETCH = "ftp -M -V -o -"
 DEFAULT_IMDS = "http://169.254.169.254"
 
