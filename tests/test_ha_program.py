@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cross_cloud_vpn.lab_cloud import Evaluation, Registration, evaluate
+from cross_cloud_vpn.lab_cloud import DEFAULT_LOOKUPS, Evaluation, Registration, evaluate
 from cross_cloud_vpn.openbsd import parse_bootstrap
 from cross_cloud_vpn.openbsd.steer import STEER_RC_PATH, STEER_SCRIPT_PATH
 from cross_cloud_vpn.program import build
@@ -47,14 +47,16 @@ def run_ha(dev_config: tuple[dict[str, str], set[str]], iked_public_keys: dict[s
 
     def runner(steering: str = "route-tables", preview: bool = False,
                previous: Evaluation | None = None, replace: tuple[tuple[str, str], ...] = (),
-               **aws: object) -> Evaluation:
+               lookups: dict[str, dict[str, object]] | None = None,
+               top: dict[str, str] | None = None, **aws: object) -> Evaluation:
         values = dict(dev_config[0])
+        values.update({P + k: v for k, v in (top or {}).items()})
         values[P + "ha"] = json.dumps({"enabled": True, "awsSteering": steering})
         side = json.loads(values[P + "aws"])
         side.update({"secondGatewaySubnetCidr": "10.10.2.0/24", **aws})
         values[P + "aws"] = json.dumps(side)
         return evaluate(build, values, SECRET_KEYS, preview=preview, public_keys=keys,
-                        lookups=LOOKUPS, previous=previous, replace=replace)
+                        lookups={**LOOKUPS, **(lookups or {})}, previous=previous, replace=replace)
 
     return runner
 
@@ -236,3 +238,32 @@ def test_ha_preview_registers_the_same_resources(run_ha: Callable[..., Evaluatio
     update, preview = run_ha(), run_ha(preview=True)
     assert sorted((r.type, r.name) for r in preview.resources) == sorted(
         (r.type, r.name) for r in update.resources)
+
+
+def test_a_newer_published_image_replaces_no_ha_gateway(run_ha: Callable[..., Evaluation]) -> None:
+    first = run_ha()
+    newer = {**DEFAULT_LOOKUPS["aws:ec2/getAmi:getAmi"], "id": "ami-0fedcba9876543210"}
+    again = run_ha(previous=first, lookups={"aws:ec2/getAmi:getAmi": newer})
+    assert again.changes() == {}, again.changes()
+
+
+@pytest.mark.parametrize("steering", ["route-tables", "route-server"])
+def test_an_admin_cidr_added_in_ha_mode_touches_only_its_own_resources(
+    run_ha: Callable[..., Evaluation], steering: str
+) -> None:
+    first = run_ha(steering=steering)
+    again = run_ha(steering=steering, previous=first,
+                   top={"adminCidrs": json.dumps(["192.0.2.0/24", "198.51.100.128/25"])})
+    changes = {k: v for k, v in again.changes().items() if not k[0].startswith("command:")}
+    assert changes == {
+        ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "ccvpn-dev-aws-ssh-198-51-100-128-25"):
+            "create",
+        # One NSG per Azure gateway, each with one SSH rule holding the whole list.
+        **{k: "update" for k in changes if k[0] == "azure-native:network:SecurityRule"},
+    }, changes
+    assert len([k for k in changes if k[0] == "azure-native:network:SecurityRule"]) in (1, 2)
+    # Each gateway gets its new pf.conf and is checked again; no machine is touched.
+    steps = {k[1]: v for k, v in again.changes().items() if k[0] == "command:remote:Command"}
+    gateways = [f"ccvpn-dev-tunnel-{n}-{side}-{n}" for n in (1, 2) for side in ("aws", "azure")]
+    assert {f"{g}-configure" for g in gateways} | {f"{g}-check" for g in gateways} == set(steps), steps
+    assert not [k for k, v in again.changes().items() if v == "replace" and not k[0].startswith("command:")]
