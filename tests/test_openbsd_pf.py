@@ -211,3 +211,28 @@ def test_ha_pf_refuses_bad_ha_inputs(change: dict[str, object], message: str) ->
     bad = PfGateway(**{**HA_GW.__dict__, **change})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=message):
         render_pf_conf(bad)
+
+
+def test_probe_from_the_partner_gateway_replaces_the_azure_load_balancers() -> None:
+    """AWS route-table steering: the other AWS gateway probes this one (openbsd/steer.py)."""
+    pf = render_pf_conf(PfGateway(private_ip="10.10.0.10", peer_public_ip="203.0.113.20",
+                                  local_cidrs=["10.10.1.0/24"], remote_cidrs=["10.20.1.0/24"],
+                                  admin_cidrs=["192.0.2.0/24"], bgp_peer_private_ip="10.20.0.10",
+                                  probe_port=8080, probe_source="10.10.0.11")).splitlines()
+    assert 'partner_gw = "10.10.0.11"' in pf
+    assert "pass in on egress inet proto tcp from $partner_gw to $gw port 8080" in pf
+    assert [line for line in pf if "port 8080" in line] == [
+        "pass in on egress inet proto tcp from $partner_gw to $gw port 8080"]
+    assert not [line for line in pf if "168.63.129.16" in line or "lb_probe" in line]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [("10.10.0.300", "not an IPv4"), ("10.10.0.10", "not this gateway"), ("10.20.0.10", "tunnel peer")],
+)
+def test_probe_source_must_be_another_address(source: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        render_pf_conf(PfGateway(private_ip="10.10.0.10", peer_public_ip="203.0.113.20",
+                                 local_cidrs=["10.10.1.0/24"], remote_cidrs=["10.20.1.0/24"],
+                                 admin_cidrs=["192.0.2.0/24"], bgp_peer_private_ip="10.20.0.10",
+                                 probe_port=8080, probe_source=source))

@@ -590,6 +590,15 @@ def test_a_bad_signature_changes_nothing_is_logged_and_no_log_line_holds_a_secre
     assert "Wrong/Secret" not in a1.lines() and TOKEN not in a1.lines() and "X-Amz" not in a1.lines()
 
 
+def test_credentials_are_read_again_from_imds_after_a_rejected_call(lab: Lab) -> None:
+    old = "Old/Secret+Key00000000000000000000000000"
+    lab.fake.identities["a1"] = Identity(mac=A1.mac, eni=A1.eni, secret=old)
+    lab.start("a1", steering(None, standby=False))
+    wait_for(lambda: lab.fake.count("DescribeRouteTables", accepted=False) >= 1, lab, "a rejected call")
+    lab.fake.identities["a1"] = A1  # IMDS now hands out the credentials EC2 accepts (a rotation)
+    wait_for(lambda: lab.fake.all_owned_by(A1.eni), lab, "the primary owns every route")
+
+
 def test_secret_key_is_never_in_a_log_line_nor_on_any_command_line(lab: Lab) -> None:
     lab.start("a1", steering(None, standby=False))
     wait_for(lambda: lab.fake.all_owned_by(A1.eni), lab, "the primary owns every route")
@@ -691,6 +700,15 @@ def test_azure_probe_gateway_turns_tcp_timestamps_off_and_no_other_gateway_does(
 def test_contradictory_route_table_steering_is_refused(ha_changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render_gateway(aws_spec(**ha_changes))
+
+
+@pytest.mark.parametrize(("interval", "text"),
+                         [(2, "2"), (2.0, "2"), (0.5, "0.5"), (0.25, "0.25"), (10, "10")])
+def test_interval_is_rendered_as_sleep_reads_it(interval: float, text: str) -> None:
+    rt = RouteTableSteering(region=REGION, route_table_ids=TABLES, partner_private_ip="10.10.0.11",
+                            destination_cidrs=CIDRS, probe_port=8080, interval=interval)
+    script = render_steer_script(rt, "10.20.0.10")
+    assert f"interval='{text}'\n" in script and 'sleep "$interval"' in script
 
 
 @pytest.mark.parametrize(
