@@ -66,6 +66,17 @@ DEFAULT_LOOKUPS: dict[str, dict[str, Any]] = {
         "clientId": "lab-client", "objectId": "lab-object",
     },
     "azure-native:storage:listStorageAccountServiceSAS": {"serviceSasToken": "sv=lab&sr=b&sp=cw&sig=lab"},
+    # HA mode: the region's zones (two gateways, two zones), and the region and account that
+    # name the route tables in the gateways' instance role policy.
+    "aws:index/getAvailabilityZones:getAvailabilityZones": {
+        "id": "eu-west-1", "names": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+        "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"],
+    },
+    "aws:index/getRegion:getRegion": {"id": "eu-west-1", "name": "eu-west-1", "region": "eu-west-1"},
+    "aws:index/getCallerIdentity:getCallerIdentity": {
+        "id": "123456789012", "accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/lab",
+        "userId": "AIDALAB",
+    },
 }
 
 

@@ -20,7 +20,8 @@ def run_example(name: str, config: Mapping[str, str], keys: dict[str, str]) -> E
 
     def program() -> dict[str, Any]:
         namespace = runpy.run_path(str(REPO / "examples" / f"{name}.py"), run_name="__main__")
-        exported.update({"tunnel_status": namespace["pair"].tunnel_status})
+        joined = namespace.get("pair") or namespace["tunnels"]
+        exported.update({"tunnel_status": joined.tunnel_status})
         return exported
 
     return evaluate(program, config, {E + "sshPrivateKey"}, public_keys=keys)
@@ -41,6 +42,20 @@ def test_new_networks_example_creates_both_networks_and_the_pair(
     assert {"aws:ec2/vpc:Vpc", "azure-native:network:VirtualNetwork",
             "cross-cloud-vpn:index:Ikev2GatewayPair"} <= types
     assert len(ev.by_type("command:remote:Command")) == 8
+
+
+def test_high_availability_example_builds_two_tunnels_between_four_gateways(
+    base: dict[str, str], iked_public_keys: dict[str, str]
+) -> None:
+    keys = {f"{side}-{n}": iked_public_keys[side] for side in ("aws", "azure") for n in (1, 2)}
+    ev = run_example("high_availability", base, keys)
+    gateways = [r for r in ev.by_type("aws:ec2/instance:Instance")]
+    assert len(gateways) == 2 and len(ev.by_type("azure-native:compute:VirtualMachine")) == 2
+    assert len(ev.by_type("cross-cloud-vpn:index:Ikev2GatewayPair")) == 2
+    assert len(ev.by_type("azure-native:network:LoadBalancer")) == 1
+    # Four gateways, four SSH steps each.
+    assert len(ev.by_type("command:remote:Command")) == 16
+    assert ev.outputs["tunnel_status"].count("not checked") == 4
 
 
 def test_byo_example_creates_no_network(base: dict[str, str], iked_public_keys: dict[str, str]) -> None:
