@@ -16,6 +16,14 @@ instance role (``ec2:ReplaceRoute``/``ec2:CreateRoute`` on the route tables,
   probe responder (``openbsd/probe.py``: ``GET /up`` is 200 only while the partner's BGP
   session is up) failed ``misses`` times in a row.
 
+Limits, by design: no leader election beyond "the primary wins". If both gateways are healthy but
+the standby cannot reach the primary's responder (a partition between the two only), the standby
+takes the routes every ``misses`` rounds and the primary takes them back the next round: both
+tunnels work then, so traffic keeps flowing, at the cost of route churn and API calls. A healthy
+primary asks DescribeRouteTables once per round (about 28 calls a minute at 2 s,
+``benchmarks/bench_steer.py``), the standby only while its partner's probe is failing; EC2
+throttles API calls per account and region, which this rate was not checked against.
+
 The EC2 calls are SigV4 presigned GET URLs (query-string authentication), because OpenBSD's
 ftp(1), the only HTTPS client in base, sends GET requests with no custom header (research/ha.md
 section 1d). The signature is computed in sh with ``openssl dgst -sha256`` only: HMAC is done
