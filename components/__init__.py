@@ -6,16 +6,19 @@ components (``cross_cloud_vpn.components.images``) read local files and run a lo
 they are for Python programs only and are not exported here.
 """
 
-from .aws_site import AwsSite, AwsSiteArgs, AwsTestVmArgs
-from .azure_site import AzureSite, AzureSiteArgs, AzureTestVmArgs
+from .aws_site import AwsHaArgs, AwsHaSteering, AwsSite, AwsSiteArgs, AwsTestVmArgs
+from .azure_site import AzureHaArgs, AzureSite, AzureSiteArgs, AzureTestVmArgs
 from .gateway_pair import Ikev2GatewayPair, Ikev2GatewayPairArgs
 from .site import GatewayEndpointArgs, GatewayHaArgs, IkeAuthMode, IkeRole, RouteTableSteeringArgs
 from .tunnel_set import Ikev2TunnelSet, Ikev2TunnelSetArgs
 
 __all__ = [
+    "AwsHaArgs",
+    "AwsHaSteering",
     "AwsSite",
     "AwsSiteArgs",
     "AwsTestVmArgs",
+    "AzureHaArgs",
     "AzureSite",
     "AzureSiteArgs",
     "AzureTestVmArgs",

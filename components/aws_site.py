@@ -305,8 +305,9 @@ class _GatewaySpec(NamedTuple):
     """Its resources' name suffix: ``gateway``, ``gateway-2``."""
     subnet_cidr: str | None
     """Create: its public subnet."""
-    zone: pulumi.Input[str] | None
-    """Create: its subnet's zone (None: AWS picks)."""
+    zone: pulumi.Input[str] | Callable[[pulumi.Output[str]], pulumi.Output[str]] | None
+    """Create: its subnet's zone (None: AWS picks; a function: chosen from gateway 1's subnet's
+    zone, which it is handed)."""
     private_ip: str | None
     """Its fixed private IP, if any."""
 
@@ -620,17 +621,22 @@ class AwsSite(pulumi.ComponentResource):
         ha = args.get("ha")
         if ha is None:
             return [first]
-        second_zone: pulumi.Input[str] | None = ha.get("second_availability_zone")
+        second_zone: pulumi.Input[str] | Callable[[pulumi.Output[str]], pulumi.Output[str]] | None = (
+            ha.get("second_availability_zone")
+        )
         if not zone and not args.get("vpc_id"):
-            zone, second_zone = self._first_two_zones(component)
+            # Gateway 1's subnet keeps the zone AWS picked for it (as in single mode, so turning
+            # HA on does not replace it); gateway 2 goes to another one of the region's zones.
+            second_zone = lambda first_zone: self._zone_apart(component, first_zone)  # noqa: E731
         return [
-            first._replace(zone=zone),
+            first,
             _GatewaySpec("gateway-2", ha.get("second_gateway_subnet_cidr"), second_zone,
                          ha.get("second_gateway_private_ip")),
         ]
 
-    def _first_two_zones(self, component: str) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        """The region's first two available Availability Zones, through the site's provider."""
+    def _zone_apart(self, component: str, first_zone: pulumi.Output[str]) -> pulumi.Output[str]:
+        """The first of the region's available Availability Zones that is not ``first_zone``,
+        through the site's provider."""
         zones = aws.get_availability_zones_output(
             state="available",
             # Availability Zones only, no Local Zones (the provider's "Only Availability Zones"
@@ -639,16 +645,17 @@ class AwsSite(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
 
-        def two(names: list[str]) -> list[str]:
-            if len(names or []) < 2:
+        def apart(values: list[Any]) -> str:
+            names, taken = list(values[0] or []), values[1]
+            others = [n for n in names if n != taken]
+            if len(names) < 2 or not others:
                 refuse(component, [
-                    f"'ha' needs two Availability Zones but the region has {list(names or [])!r}; "
+                    f"'ha' needs two Availability Zones but the region has {names!r}; "
                     "pick a region with two, or set 'availability_zone' and 'ha.second_availability_zone'"
                 ])
-            return names[:2]
+            return str(others[0])
 
-        first_two = zones.names.apply(two)
-        return first_two.apply(lambda z: z[0]), first_two.apply(lambda z: z[1])
+        return pulumi.Output.all(zones.names, first_zone).apply(apart)
 
     def _gateway(
         self,
@@ -840,18 +847,18 @@ class AwsSite(pulumi.ComponentResource):
             opts=child,
         )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tagged("igw"), opts=child)
-        gateway_subnets = [
-            aws.ec2.Subnet(
+        gateway_subnets: list[aws.ec2.Subnet] = []
+        for spec in specs:
+            zone = spec.zone(gateway_subnets[0].availability_zone) if callable(spec.zone) else spec.zone
+            gateway_subnets.append(aws.ec2.Subnet(
                 f"{name}-{spec.suffix}",
                 vpc_id=vpc.id,
                 cidr_block=spec.subnet_cidr,
-                availability_zone=spec.zone,
+                availability_zone=zone,
                 map_public_ip_on_launch=False,
                 tags=tagged(spec.suffix),
                 opts=child,
-            )
-            for spec in specs
-        ]
+            ))
         public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags=tagged("public"), opts=child)
         aws.ec2.Route(
             f"{name}-default",

@@ -656,14 +656,12 @@ class AzureSite(pulumi.ComponentResource):
     ) -> tuple[azure.network.PublicIPAddress, azure.network.NetworkInterface]:
         """A gateway's static Standard public IP (in ``zone``, if any) and its NIC (in the
         balancer's ``pool``, if any)."""
-        zonal: dict[str, Any] = {}
-        ip_opts = pulumi.ResourceOptions(parent=self)
-        if zone:
-            zonal = {"zones": [zone]}
-            # Azure refuses to change the zones of a public IP or VM ("Changing property 'zones'
-            # is not allowed", hashicorp/terraform-provider-azurerm#3277; MicrosoftDocs/azure-docs
-            # #77045): replace it.
-            ip_opts = pulumi.ResourceOptions(parent=self, replace_on_changes=["zones"])
+        zonal: dict[str, Any] = {"zones": [zone]} if zone else {}
+        # Azure refuses to change the zones of a public IP or VM ("Changing property 'zones'
+        # is not allowed", hashicorp/terraform-provider-azurerm#3277; MicrosoftDocs/azure-docs
+        # #77045): replace it. Also without a zone, so that turning HA off (zones removed)
+        # replaces too instead of an update Azure refuses.
+        ip_opts = pulumi.ResourceOptions(parent=self, replace_on_changes=["zones"])
         public_ip = azure.network.PublicIPAddress(
             f"{name}-ip{suffix}",
             resource_group_name=rg_name,
@@ -839,7 +837,7 @@ class AzureSite(pulumi.ComponentResource):
                 # profile of an existing VM (PropertyChangeNotAllowed, Azure/azure-cli#11840).
                 # Nor does it move a VM to another zone (see _gateway_nic).
                 replace_on_changes=[
-                    "storageProfile.imageReference", "osProfile", *(["zones"] if zone else [])
+                    "storageProfile.imageReference", "osProfile", "zones"
                 ],
                 delete_before_replace=True,
             ),

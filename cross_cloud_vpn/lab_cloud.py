@@ -341,6 +341,11 @@ class LabCloud(pulumi.runtime.Mocks):
         if typ == "aws:iam/role:Role":
             role = inputs.get("name") or f"{name}-{n:08x}"
             return {"__id": role, "name": role, "arn": f"arn:aws:iam::123456789012:role/{role}"}
+        if typ == "aws:ec2/subnet:Subnet":
+            # A subnet made without a zone gets one AWS picks: here the region's first.
+            zones = self.lookups["aws:index/getAvailabilityZones:getAvailabilityZones"]["names"]
+            return {"__id": f"subnet-{n:017x}", "arn": f"arn:aws:lab::{n}",
+                    "availabilityZone": inputs.get("availabilityZone") or zones[0]}
         if typ == "aws:ec2/routeTable:RouteTable":
             # EC2's own form (rtb- and 17 hex digits): the gateways' steering script is handed it.
             return {"__id": f"rtb-{n:017x}", "arn": f"arn:aws:lab::{n}"}
@@ -349,8 +354,10 @@ class LabCloud(pulumi.runtime.Mocks):
             # (AWS keeps the first four and the last: "Subnet CIDR reservations", VPC user guide).
             subnet = next((r for r in self.registrations if r.id == inputs.get("subnetId")), None)
             cidr = (subnet.inputs.get("cidrBlock") if subnet else None) or "10.10.0.0/24"
-            return {"__id": f"rse-{n:017x}", "eniAddress": str(ipaddress.IPv4Network(cidr)[-2]),
-                    "eniId": f"eni-{n:017x}"}
+            return {"__id": f"rse-{n:017x}", "routeServerEndpointId": f"rse-{n:017x}",
+                    "eniAddress": str(ipaddress.IPv4Network(cidr)[-2]), "eniId": f"eni-{n:017x}"}
+        if typ == "aws:vpc/routeServer:RouteServer":
+            return {"__id": f"rs-{n:017x}", "routeServerId": f"rs-{n:017x}", "arn": f"arn:aws:lab::{n}"}
         if typ == "aws:ebs/snapshotImport:SnapshotImport":
             return {"__id": f"snap-{n:017x}", "volumeSize": 8, "arn": f"arn:aws:lab::{n}"}
         if typ.startswith("aws:ec2/"):

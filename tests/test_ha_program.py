@@ -43,18 +43,19 @@ LOOKUPS = {
 @pytest.fixture()
 def run_ha(dev_config: tuple[dict[str, str], set[str]], iked_public_keys: dict[str, str]
            ) -> Callable[..., Evaluation]:
-    keys = {site: iked_public_keys[site.split("-")[0]] for site in SITES}
+    keys = {site: iked_public_keys[site.split("-")[0]] for site in SITES} | dict(iked_public_keys)
 
     def runner(steering: str = "route-tables", preview: bool = False,
                previous: Evaluation | None = None, replace: tuple[tuple[str, str], ...] = (),
                lookups: dict[str, dict[str, object]] | None = None,
-               top: dict[str, str] | None = None, **aws: object) -> Evaluation:
+               top: dict[str, str] | None = None, ha: bool = True, **aws: object) -> Evaluation:
         values = dict(dev_config[0])
         values.update({P + k: v for k, v in (top or {}).items()})
-        values[P + "ha"] = json.dumps({"enabled": True, "awsSteering": steering})
-        side = json.loads(values[P + "aws"])
-        side.update({"secondGatewaySubnetCidr": "10.10.2.0/24", **aws})
-        values[P + "aws"] = json.dumps(side)
+        if ha:
+            values[P + "ha"] = json.dumps({"enabled": True, "awsSteering": steering})
+            side = json.loads(values[P + "aws"])
+            side.update({"secondGatewaySubnetCidr": "10.10.2.0/24", **aws})
+            values[P + "aws"] = json.dumps(side)
         return evaluate(build, values, SECRET_KEYS, preview=preview, public_keys=keys,
                         lookups={**LOOKUPS, **(lookups or {})}, previous=previous, replace=replace)
 
@@ -83,8 +84,10 @@ def test_ha_registers_two_gateways_per_side_in_two_zones(run_ha: Callable[..., E
     gateways = [r for r in ev.by_type("aws:ec2/instance:Instance") if "test-vm" not in r.name]
     assert len(gateways) == 2
     subnets = {r.id: r for r in ev.by_type("aws:ec2/subnet:Subnet")}
-    zones = {subnets[gw.inputs["subnetId"]].inputs.get("availabilityZone") for gw in gateways}
-    assert len(zones) == 2 and None not in zones, zones
+    # Gateway 1's subnet keeps the zone AWS picks (as in single mode); gateway 2's is another.
+    first, second = (subnets[gw.inputs["subnetId"]] for gw in sorted(gateways, key=lambda g: g.name))
+    assert first.inputs.get("availabilityZone") is None
+    assert second.inputs["availabilityZone"] not in (None, first.state["availabilityZone"])
     vms = [r for r in ev.by_type("azure-native:compute:VirtualMachine") if "test-vm" not in r.name]
     assert len(vms) == 2
     assert sorted(tuple(vm.inputs.get("zones") or ()) for vm in vms) == [("1",), ("2",)]
@@ -148,6 +151,13 @@ def test_route_server_steering_replaces_the_static_routes(run_ha: Callable[..., 
     assert len(ev.by_type("aws:vpc/routeServerEndpoint:RouteServerEndpoint")) == 2
     assert len(ev.by_type("aws:vpc/routeServerPeer:RouteServerPeer")) == 2
     assert ev.by_type("aws:vpc/routeServerPropagation:RouteServerPropagation")
+    server = ev.by_type("aws:vpc/routeServer:RouteServer")[0].id
+    endpoints = {r.id for r in ev.by_type("aws:vpc/routeServerEndpoint:RouteServerEndpoint")}
+    for kind in ("routeServerVpcAssociation:RouteServerVpcAssociation",
+                 "routeServerPropagation:RouteServerPropagation"):
+        assert {r.inputs["routeServerId"] for r in ev.by_type(f"aws:vpc/{kind}")} == {server}
+    assert {r.inputs["routeServerEndpointId"] for r in ev.by_type("aws:vpc/routeServerPeer:RouteServerPeer")
+            } == endpoints
     for n, site in enumerate(("aws-1", "aws-2")):
         bgpd = files_of(ev, site)["/etc/bgpd.conf"][0]
         assert 'group "route-servers"' in bgpd and "remote-as 65000" in bgpd
@@ -267,3 +277,20 @@ def test_an_admin_cidr_added_in_ha_mode_touches_only_its_own_resources(
     gateways = [f"ccvpn-dev-tunnel-{n}-{side}-{n}" for n in (1, 2) for side in ("aws", "azure")]
     assert {f"{g}-configure" for g in gateways} | {f"{g}-check" for g in gateways} == set(steps), steps
     assert not [k for k, v in again.changes().items() if v == "replace" and not k[0].startswith("command:")]
+
+
+def test_turning_ha_off_replaces_the_zonal_azure_gateway_instead_of_an_update_azure_refuses(
+    run_ha: Callable[..., Evaluation]
+) -> None:
+    first = run_ha()
+    single = run_ha(previous=first, ha=False)
+    changes = single.changes()
+    # Azure cannot take a zone off a VM or a public IP ("Changing property 'zones' is not allowed").
+    for typ in ("azure-native:compute:VirtualMachine", "azure-native:network:PublicIPAddress"):
+        assert changes[(typ, "ccvpn-dev-azure-gateway" if "Virtual" in typ else "ccvpn-dev-azure-gateway-ip")
+                       ] == "replace", changes
+    # AWS's gateway 1 stays: its subnet keeps the zone AWS picked, with or without HA.
+    assert ("aws:ec2/instance:Instance", "ccvpn-dev-aws-gateway") not in changes
+    # The second gateway of each side, the load balancer and the steering go away.
+    assert changes[("aws:ec2/instance:Instance", "ccvpn-dev-aws-gateway-2")] == "delete"
+    assert changes[("azure-native:network:LoadBalancer", "ccvpn-dev-azure-ilb")] == "delete"
