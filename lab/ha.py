@@ -4,8 +4,10 @@ Not the HA feature (the program has no HA mode yet): a rehearsal of its first bu
 the files ``openbsd/`` renders. Two pairs, A1<->B1 and A2<->B2, each today's policy-based iked
 tunnel plus the host flow that carries an OpenBGPD session between the pair's private addresses
 (``IkedGateway.bgp_peer_private_ip``, ``render_bgpd_conf``). The AWS gateways announce the Azure
-prefixes they hold to a route server (A2 prepends: standby); the Azure side is steered by a probe
-that picks a B gateway whose BGP session is Established. Faults, one at a time, each healed
+prefixes they hold to a route server (A2 prepends: standby) or, with
+``aws_steering="route-tables"`` (the program's default, $0), each runs the program's own steering
+script (``openbsd/steer.py``) against a fake EC2 API and IMDS (:mod:`.ha_aws`); the Azure side is
+steered by a probe that picks a B gateway whose BGP session is Established. Faults, one at a time, each healed
 before the next; the guest (:mod:`.ha_guest`) measures the gap of a one-way UDP stream in each
 direction and counts cleartext on the internet links.
 
@@ -23,9 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..openbsd import BgpdGateway, IkedGateway, PubkeyAuth, RouteServers, render_bgpd_conf, render_iked_conf
+from ..openbsd import (
+    BgpdGateway,
+    GatewayHa,
+    GatewaySpec,
+    IkedGateway,
+    PubkeyAuth,
+    RouteServers,
+    RouteTableSteering,
+    render_bgpd_conf,
+    render_gateway,
+    render_iked_conf,
+)
 from ..openbsd.bgpd import BGPD_CONF_MODE, BGPD_CONF_PATH
 from ..openbsd.iked import IKED_CONF_MODE, IKED_CONF_PATH, peer_pubkey_path
+from ..openbsd.steer import STEER_SCRIPT_PATH
 from .keys import make_keypair
 from .plan import GatewayPlan, PushedFile
 from .uml import SEARCH_PATH, missing_tools, run_in_guest
@@ -51,11 +65,33 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ("b2_link_cut", "b2", "cut"),
 )
 HA_TIMEOUT = 900.0
+#: How the AWS side is steered: an OpenBGPD standing in for VPC Route Server, or the gateways'
+#: own route-table steering script against a fake EC2 API (the program's default, $0).
+AWS_STEERINGS = ("route-server", "route-tables")
+#: Route-table mode: the values the program hands RouteTableSteering (region, the workload
+#: route tables with EC2's id form, the partner, standby for A2; interval and misses default),
+#: the probe port (``ha.probePort`` default), where the fake EC2 endpoint listens (a VPC-internal
+#: address, like an interface endpoint; plain HTTP) and IMDS's own address.
+AWS_REGION = "eu-west-1"
+ROUTE_TABLE_IDS = ("rtb-00000000000000a01",)
+PROBE_PORT = 8080
+EC2_ENDPOINT_IP = "10.10.0.240"
+IMDS_IP = "169.254.169.254"
+#: name -> (MAC, ENI id) of each AWS gateway's one network interface.
+AWS_INTERFACES: dict[str, tuple[str, str]] = {
+    "a1": ("0a:1c:c0:00:00:a1", "eni-0a1c0000000000a01"),
+    "a2": ("0a:1c:c0:00:00:a2", "eni-0a1c0000000000a02"),
+}
 HA_MEMORY = "1024M"
 
 
 def peer_of(name: str) -> str:
     return ("b" if name[0] == "a" else "a") + name[1]
+
+
+def partner_of(name: str) -> str:
+    """The other gateway of the same side (A1 <-> A2)."""
+    return name[0] + ("2" if name[1] == "1" else "1")
 
 
 def route_server_conf() -> str:
@@ -78,25 +114,52 @@ def route_server_conf() -> str:
 
 @dataclass(frozen=True)
 class HaPlan:
-    """The four gateways (files as ``openbsd/`` renders them) and the route server's config."""
+    """The four gateways (files as ``openbsd/`` renders them) and the route server's config
+    (route-server mode; empty in route-tables mode, where the AWS gateways' files hold the
+    steering script at ``STEER_SCRIPT_PATH``)."""
 
     gateways: Mapping[str, GatewayPlan]
     route_server_conf: str
+    aws_steering: str = "route-server"
 
     def to_json(self) -> str:
         return json.dumps({"gateways": {n: g.to_dict() for n, g in self.gateways.items()},
-                           "route_server_conf": self.route_server_conf})
+                           "route_server_conf": self.route_server_conf, "aws_steering": self.aws_steering})
 
     @staticmethod
     def from_json(text: str) -> HaPlan:
         data = json.loads(text)
         return HaPlan({n: GatewayPlan.from_dict(g) for n, g in data["gateways"].items()},
-                      str(data["route_server_conf"]))
+                      str(data["route_server_conf"]), str(data.get("aws_steering", "route-server")))
 
 
-def gateway_files(name: str, peer_public_pem: str) -> dict[str, PushedFile]:
+def route_table_steering(name: str) -> RouteTableSteering:
+    """What the program hands an AWS gateway in route-tables mode (components/gateway_pair.py
+    ``_gateway_ha``): region, route tables, the partner's private IP, standby for A2; interval,
+    misses, networks and probe port as ``render_gateway`` fills them."""
+    return RouteTableSteering(region=AWS_REGION, route_table_ids=list(ROUTE_TABLE_IDS),
+                              partner_private_ip=GATEWAYS[partner_of(name)][0], standby=name == "a2")
+
+
+def steer_script(name: str, peer_public_pem: str) -> str:
+    """The steering script exactly as the program pushes it to AWS gateway ``name``:
+    ``render_gateway`` of its spec in route-tables mode, the file at ``STEER_SCRIPT_PATH``."""
+    peer = peer_of(name)
+    (private_ip, public_ip), (peer_private, peer_public) = GATEWAYS[name], GATEWAYS[peer]
+    spec = GatewaySpec(site="aws", peer_site="azure", private_ip=private_ip, public_ip=public_ip,
+                       peer_public_ip=peer_public, local_cidrs=[AWS_WORKLOAD], remote_cidrs=[AZURE_WORKLOAD],
+                       admin_cidrs=["192.0.2.0/24"], auth=PubkeyAuth(), peer_public_key=peer_public_pem,
+                       ha=GatewayHa(local_as=AWS_AS, peer_as=AZURE_AS, peer_private_ip=peer_private,
+                                    probe_port=PROBE_PORT, route_tables=route_table_steering(name)))
+    return next(f.content for f in render_gateway(spec).files if f.path == STEER_SCRIPT_PATH)
+
+
+def gateway_files(
+    name: str, peer_public_pem: str, aws_steering: str = "route-server"
+) -> dict[str, PushedFile]:
     """What HA mode would push to one gateway: iked.conf with the BGP host flow, the peer's key,
-    bgpd.conf (AWS gateways with the route server group; A2 the standby)."""
+    bgpd.conf (route-server mode: AWS gateways with the route server group, A2 the standby;
+    route-tables mode: no group, and the AWS gateways get the steering script)."""
     peer = peer_of(name)
     (private_ip, public_ip), (peer_private, peer_public) = GATEWAYS[name], GATEWAYS[peer]
     aws = name[0] == "a"
@@ -121,17 +184,23 @@ def gateway_files(name: str, peer_public_pem: str) -> dict[str, PushedFile]:
         local_cidrs=local_cidrs,
         remote_cidrs=remote_cidrs,
         peer_description=f"{peer.upper()} over the tunnel",
-        route_servers=RouteServers([ROUTE_SERVER_IP], ROUTE_SERVER_AS, standby=name == "a2") if aws else None,
+        route_servers=(RouteServers([ROUTE_SERVER_IP], ROUTE_SERVER_AS, standby=name == "a2")
+                       if aws and aws_steering == "route-server" else None),
     )
-    return {
+    files = {
         IKED_CONF_PATH: PushedFile(render_iked_conf(iked), IKED_CONF_MODE),
         peer_pubkey_path(peer_public): PushedFile(peer_public_pem, 0o644),
         BGPD_CONF_PATH: PushedFile(render_bgpd_conf(bgpd), BGPD_CONF_MODE),
     }
+    if aws and aws_steering == "route-tables":
+        files[STEER_SCRIPT_PATH] = PushedFile(steer_script(name, peer_public_pem), 0o755)
+    return files
 
 
-def ha_plan() -> HaPlan:
+def ha_plan(aws_steering: str = "route-server") -> HaPlan:
     """Fresh ECDSA P-256 keys (as OpenBSD's rc makes them) and the rendered files for A1, A2, B1, B2."""
+    if aws_steering not in AWS_STEERINGS:
+        raise ValueError(f"aws_steering {aws_steering!r} is not one of {AWS_STEERINGS}")
     keys = {name: make_keypair() for name in GATEWAYS}
     gateways = {}
     for name, (private_ip, public_ip) in GATEWAYS.items():
@@ -142,10 +211,10 @@ def ha_plan() -> HaPlan:
             private_ip=private_ip,
             gateway_subnet=AWS_SUBNET if aws else AZURE_SUBNET,
             workload_cidrs=(AWS_WORKLOAD if aws else AZURE_WORKLOAD,),
-            files=gateway_files(name, keys[peer_of(name)][1]),
+            files=gateway_files(name, keys[peer_of(name)][1], aws_steering),
             private_key_pem=keys[name][0],
         )
-    return HaPlan(gateways, route_server_conf())
+    return HaPlan(gateways, route_server_conf() if aws_steering == "route-server" else "", aws_steering)
 
 
 def missing_ha_tools() -> list[str]:
@@ -157,15 +226,25 @@ def missing_ha_tools() -> list[str]:
 
 
 def run_ha_rehearsal(
-    *, workdir: Path, progress: Callable[[str], None], keep_logs: bool = False, timeout: float = HA_TIMEOUT
+    *,
+    workdir: Path,
+    progress: Callable[[str], None],
+    keep_logs: bool = False,
+    timeout: float = HA_TIMEOUT,
+    aws_steering: str = "route-server",
 ) -> dict[str, Any]:
-    """Boot UML, run the HA rehearsal in it, return its figures (``ok``, ``failures``, ``faults``...)."""
+    """Boot UML, run the HA rehearsal in it, return its figures (``ok``, ``failures``, ``faults``...).
+    ``aws_steering``: ``route-server`` (a route server stand-in) or ``route-tables`` (the
+    program's steering script on A1/A2 against a fake EC2 API)."""
     missing = missing_ha_tools()
+    if aws_steering == "route-tables" and shutil.which("curl", path=SEARCH_PATH) is None:
+        missing.append("curl")
     if missing:
         return {"ok": False, "failures": [f"missing Debian packages: {' '.join(missing)}"]}
+    plan = ha_plan(aws_steering)
     t0 = time.monotonic()
-    progress("booting user-mode-linux (HA: four gateways)")
-    result = run_in_guest(ha_plan().to_json(), workdir=workdir, progress=progress, keep_logs=keep_logs,
+    progress(f"booting user-mode-linux (HA: four gateways, AWS steering {aws_steering})")
+    result = run_in_guest(plan.to_json(), workdir=workdir, progress=progress, keep_logs=keep_logs,
                           timeout=timeout, module="cross_cloud_vpn.lab.ha_guest", mem=HA_MEMORY)
     result["wall_s"] = round(time.monotonic() - t0, 1)
     return result
@@ -185,6 +264,8 @@ def summary_line(result: Mapping[str, Any]) -> str:
     status = "ok" if result.get("ok") else "FAILED"
     line = (f"ha: {status} failover_max_s={_s(result.get('failover_max_s'))} per-fault a->b/b->a "
             f"{' '.join(parts) or 'none'}, cleartext={_s(result.get('cleartext'))}")
+    if result.get("aws_steering"):
+        line += f", steering={result['aws_steering']}"
     if not result.get("ok"):
         line += f" failures={result.get('failures')}"
     return line

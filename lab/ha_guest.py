@@ -11,10 +11,22 @@ off everywhere)::
 * Each gateway runs real iked (its rendered iked.conf, pubkey auth with ECDSA P-256 keys) and
   real OpenBGPD (its rendered bgpd.conf; the lab adds one ``socket`` line so four daemons can run
   side by side). Pair 1 is A1<->B1, pair 2 A2<->B2.
-* AWS steering: an OpenBGPD in vpc-a stands in for the VPC Route Server (passive, takes only the
-  Azure prefix, one best path); a loop reads its best path every 0.5 s (``bgpctl show rib``) and
-  points vpc-a's route for the Azure workload at that next hop, as the Route Server programs a
-  route table.
+* AWS steering, route-server mode: an OpenBGPD in vpc-a stands in for the VPC Route Server
+  (passive, takes only the Azure prefix, one best path); a loop reads its best path every 0.5 s
+  (``bgpctl show rib``) and points vpc-a's route for the Azure workload at that next hop, as the
+  Route Server programs a route table.
+* AWS steering, route-tables mode: A1 and A2 each run the program's steering script
+  (``openbsd/steer.py``, the text ``render_gateway`` pushes) under ``sh`` with curl as its fetch
+  command, against a fake EC2 API (10.10.0.240, plain HTTP, every presigned URL checked with
+  botocore) and a fake IMDS (169.254.169.254, the script's default) in vpc-a (:mod:`.ha_aws`); an
+  accepted ReplaceRoute/CreateRoute points vpc-a's route for the Azure workload at that
+  interface's gateway. Its health test is its real default, ``bgpctl show neighbor <peer> | grep
+  -q Established``, with that gateway's bgpd socket bound on bgpctl's default path in a private
+  mount namespace; ``logger`` is a stand-in that appends to ``steer-<name>.log``. The probe
+  responder the standby asks (ifstated + httpd on OpenBSD) is stood in for by a loop applying
+  the ifstated rule every second to a file and a python ``SimpleHTTPRequestHandler`` serving its
+  folder on the gateway's private IP and the probe port (GET /up: 200 while the file exists,
+  else 404).
 * Azure steering: every 5 s (Azure's shortest probe interval) a probe asks each B gateway's bgpd
   whether its session through the tunnel is Established (what ifstated + httpd would answer the
   load balancer's probe with) and points vnet-b's route for the AWS workload at the first healthy
@@ -31,6 +43,7 @@ off everywhere)::
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import signal
 import subprocess
@@ -42,6 +55,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..openbsd.probe import DEFAULT_CHECK_INTERVAL, bgp_established_command
+from ..openbsd.steer import STEER_SCRIPT_PATH
 from . import guest
 from .guest import (
     IPT,
@@ -69,14 +84,20 @@ from .guest import (
     write_file,
 )
 from .ha import (
+    AWS_INTERFACES,
+    AWS_REGION,
     AWS_SUBNET,
     AWS_VPC_ROUTER,
     AWS_WORKLOAD,
     AZURE_SUBNET,
     AZURE_VNET_ROUTER,
     AZURE_WORKLOAD,
+    EC2_ENDPOINT_IP,
     FAULTS,
+    IMDS_IP,
+    PROBE_PORT,
     ROUTE_SERVER_IP,
+    ROUTE_TABLE_IDS,
     HaPlan,
     peer_of,
 )
@@ -97,6 +118,42 @@ HOST = {"a": "h-a", "b": "h-b"}
 ROUTER = {"a": AWS_VPC_ROUTER, "b": AZURE_VNET_ROUTER}
 SUBNET = {"a": AWS_SUBNET, "b": AZURE_SUBNET}
 WORKLOAD = {"a": AWS_WORKLOAD, "b": AZURE_WORKLOAD}
+#: Where Debian's bgpctl looks for the control socket when given none: SOCKET_NAME, then "." and
+#: the routing table (bgpctl.c: "%s.%d", as on OpenBSD with /var/run/bgpd.sock.0).
+BGPCTL_DEFAULT_SOCK = Path("/run/openbgpd/bgpd.sock.0")
+#: Route-tables mode: the fetch command the script is given (ftp -o - on OpenBSD: the body on
+#: stdout, a non-zero exit on a connection error or an HTTP error status).
+STEER_FETCH = "curl -fsS"
+#: logger(1) stand-in (no syslog in the guest): one timestamped line per message in the file
+#: named by $CCVPN_LAB_STEER_LOG.
+LOGGER_STANDIN = """#!/bin/sh
+tag=logger
+while getopts t: o; do [ "$o" = t ] && tag=$OPTARG; done
+shift $((OPTIND - 1))
+printf '%s %s: %s\\n' "$(date +%s.%N)" "$tag" "$*" >> "$CCVPN_LAB_STEER_LOG"
+"""
+#: httpd stand-in: serves folder $3 on $1 port $2 (GET /up: 200 while the file exists, else
+#: 404), with no reverse DNS lookup of its own address (HTTPServer.server_bind does one).
+HTTPD_STANDIN = """import functools, http.server, socketserver, sys
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+Server((sys.argv[1], int(sys.argv[2])), functools.partial(Handler, directory=sys.argv[3])).serve_forever()
+"""
+#: ifstated stand-in (the rule ``openbsd/probe.py`` renders): start unhealthy (no file); every
+#: $2 s run the test $3 with sh -c (as ifstated does); the file $1 exists exactly while it is
+#: true, made or removed on a change of state only (ifstated's init blocks).
+IFSTATED_STANDIN = """rm -f "$1"
+while :; do
+	if sh -c "$3" >/dev/null 2>&1; then [ -e "$1" ] || touch "$1"; else [ ! -e "$1" ] || rm -f "$1"; fi
+	sleep "$2"
+done
+"""
 
 UDP_STREAM = """import socket, sys, time
 mode, port = sys.argv[1], int(sys.argv[2])
@@ -147,6 +204,9 @@ class HaRehearsal:
         self.steering: dict[str, str | None] = {"a": None, "b": None}
         self.events: list[tuple[float, str, str | None]] = []
         self.lock = threading.Lock()
+        self.route_tables = plan.aws_steering == "route-tables"
+        self.aws: Any = None  # the fake EC2/IMDS (route-tables mode)
+        self.steerers: dict[str, subprocess.Popen[bytes]] = {}
 
     def fail(self, msg: str) -> None:
         self.failures.append(msg)
@@ -163,7 +223,10 @@ class HaRehearsal:
         run(["ip", "-n", cloud, "link", "add", "br0", "type", "bridge"])
         run(["ip", "-n", cloud, "link", "set", "br0", "up"])
         addr(cloud, "br0", f"{ROUTER[letter]}/24")
-        if letter == "a":
+        if letter == "a" and self.route_tables:
+            addr(cloud, "br0", f"{EC2_ENDPOINT_IP}/24")
+            addr(cloud, "lo", f"{IMDS_IP}/32")
+        elif letter == "a":
             addr(cloud, "br0", f"{ROUTE_SERVER_IP}/24")
         for name, side in self.sides.items():
             if name[0] != letter:
@@ -256,6 +319,80 @@ class HaRehearsal:
             healthy = [self.sides[n].plan.private_ip for n in ("b1", "b2") if self.session_up(n)]
             self.program("b", healthy[0] if healthy else None)
             self.stop.wait(PROBE_INTERVAL)
+
+    # ---- route-tables mode: the program's steering script on A1/A2, a fake EC2 and IMDS
+    def start_fake_aws(self) -> None:
+        from .ha_aws import FakeAws, make_instance  # botocore: only this mode needs it
+
+        instances = {n: make_instance(n, self.sides[n].plan.private_ip, *AWS_INTERFACES[n])
+                     for n in ("a1", "a2")}
+        ip_of = {i.eni: i.private_ip for i in instances.values()}
+
+        def on_route(cidr: str, eni: str) -> None:
+            if cidr == AZURE_WORKLOAD:
+                self.program("a", ip_of[eni])
+
+        self.aws = FakeAws(instances, AWS_REGION, list(ROUTE_TABLE_IDS), "10.10.0.0/16", on_route)
+        self.aws.serve(CLOUD["a"], EC2_ENDPOINT_IP, IMDS_IP)
+
+    def spawn_with_bgpctl(self, name: str, argv: Sequence[str], log_name: str,
+                          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """``argv`` in gw-<name>, in a private mount namespace where that gateway's bgpd socket is
+        bound on bgpctl's default path: a plain ``bgpctl show neighbor ...`` asks this gateway's
+        bgpd, as on the gateway itself."""
+        logf = (self.logdir / log_name).open("ab")
+        p = subprocess.Popen(["ip", "netns", "exec", self.sides[name].gw, "unshare", "-m", "--propagation",
+                              "private", "sh", "-c", f'mount --bind "$0" {BGPCTL_DEFAULT_SOCK} && exec "$@"',
+                              str(self.bgpd_sock(name)), *argv],
+                             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                             start_new_session=True)
+        logf.close()
+        return p
+
+    def start_probe_responder(self, name: str) -> None:
+        """ifstated + httpd stand-ins: GET http://<private ip>:<probe port>/up is 200 exactly
+        while ``bgpctl show neighbor <peer> | grep -q Established`` (checked every second)."""
+        folder = RUN / f"probe-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        test = bgp_established_command(self.sides[peer_of(name)].plan.private_ip)
+        self.procs.append(self.spawn_with_bgpctl(
+            name,
+            ["sh", "-c", IFSTATED_STANDIN, "ifstated", str(folder / "up"), str(DEFAULT_CHECK_INTERVAL), test],
+            f"probe-{name}.log"))
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.sides[name].gw, sys.executable, "-c", HTTPD_STANDIN,
+             self.sides[name].plan.private_ip, str(PROBE_PORT), str(folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True))
+
+    def start_steering(self, name: str) -> None:
+        """The steering script, the very text the program pushes, run as rc.d runs it (sh SCRIPT);
+        only the EC2 endpoint and the fetch command are the lab's (IMDS and health: defaults)."""
+        script = RUN / f"steer-{name}.sh"
+        write_file(script, self.sides[name].plan.files[STEER_SCRIPT_PATH].content, 0o755)
+        bin_dir = RUN / "steer-bin"
+        write_file(bin_dir / "logger", LOGGER_STANDIN, 0o755)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCVPN_")}
+        env.update(PATH=f"{bin_dir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+                   CCVPN_STEER_FETCH=STEER_FETCH, CCVPN_STEER_EC2=f"http://{EC2_ENDPOINT_IP}",
+                   CCVPN_LAB_STEER_LOG=str(self.logdir / f"steer-{name}.log"))
+        self.steerers[name] = self.spawn_with_bgpctl(name, ["sh", str(script)], f"steer-{name}.out", env)
+
+    def steer_log(self, name: str) -> list[str]:
+        path = self.logdir / f"steer-{name}.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def first_log_after(self, name: str, text: str, start: float, end: float) -> float | None:
+        """Seconds from ``start`` to the first line of ``name``'s steering log holding ``text``."""
+        for line in self.steer_log(name):
+            stamp, _, message = line.partition(" ")
+            try:
+                t = float(stamp)
+            except ValueError:
+                continue
+            if start <= t <= end and text in message:
+                return round(t - start, 2)
+        return None
 
     def thread(self, target: Callable[[], None]) -> None:
         def guarded() -> None:
@@ -383,6 +520,7 @@ class HaRehearsal:
         progress("loading modules")
         prepare_kernel()
         Path("/run/openbgpd").mkdir(parents=True, exist_ok=True)
+        BGPCTL_DEFAULT_SOCK.touch()  # the mount point of each gateway's own socket (route-tables)
         progress("building namespaces (four gateways, two clouds)")
         build_inet()
         for i, letter in enumerate("ab"):
@@ -402,11 +540,21 @@ class HaRehearsal:
         for side in self.sides.values():
             start_iked(side, self.logdir)
         listen = wait_listening(self.sides.values())
-        progress("starting four bgpd and the route server stand-in")
+        if self.route_tables:
+            progress("starting four bgpd, the fake EC2/IMDS, A1/A2's probe responders and steering scripts")
+        else:
+            progress("starting four bgpd and the route server stand-in")
         for name, side in self.sides.items():
             self.start_bgpd(name, side.gw, side.plan.files["/etc/bgpd.conf"].content)
-        self.start_bgpd("rs", "vpc-a", self.plan.route_server_conf)
-        self.thread(self.aws_steering)
+        if self.route_tables:
+            self.start_fake_aws()
+            for name in ("a1", "a2"):
+                self.start_probe_responder(name)
+            for name in ("a1", "a2"):
+                self.start_steering(name)
+        else:
+            self.start_bgpd("rs", "vpc-a", self.plan.route_server_conf)
+            self.thread(self.aws_steering)
         self.thread(self.azure_probe)
         settled = self.wait_healthy(UP_TIMEOUT)
         if settled is None:
@@ -415,7 +563,9 @@ class HaRehearsal:
         self.result["up_s"] = round(settled - listen, 2)
         progress(f"both tunnels and all four BGP sessions up {settled - listen:.1f}s after iked listened")
         self.start_streams()
-        time.sleep(3)
+        t0 = time.time()
+        while not self.flowing() and time.time() - t0 < 20:  # the streams' pythons may start slowly
+            time.sleep(1)
         if not self.flowing():
             raise RuntimeError("the UDP streams do not flow both ways through pair 1")
 
@@ -424,7 +574,18 @@ class HaRehearsal:
             stop_proc(p, signal.SIGINT)
         arrivals = {d: self.arrivals(d) for d in self.receivers()}
         worst: list[float] = []
+        claims = self.aws.summary()["ec2_claims"] if self.aws is not None else []
         for label, f in faults.items():
+            if self.aws is not None:
+                # every route claim EC2 accepted from the fault to settled: [s after the fault,
+                # caller, action, previous owner, new owner]
+                f["ec2_claims"] = [[round(c[0] - f["t_fault"], 2), c[1], c[2], c[4], c[5]] for c in claims
+                                   if f["t_fault"] <= c[0] <= f["t_settled"]]
+                # where the AWS direction's time went (the scripts' own log lines, s after the fault)
+                f["a1_unhealthy_s"] = self.first_log_after("a1", "unhealthy:", f["t_fault"], f["t_heal"])
+                f["a2_decided_s"] = self.first_log_after("a2", "times in a row", f["t_fault"], f["t_heal"])
+                taken = [c[0] for c in f["ec2_claims"] if c[1] == "a2"]
+                f["a2_claimed_s"] = taken[0] if taken else None
             for d, times in arrivals.items():
                 gap = max_gap(times, f["t_fault"], f["t_heal"])
                 back = max_gap(times, f["t_heal"], f["t_settled"])
@@ -441,12 +602,31 @@ class HaRehearsal:
         self.result["failover_max_s"] = max(worst) if worst else None
         self.result["stream_received"] = {d: len(t) for d, t in arrivals.items()}
 
+    def finish_route_tables(self) -> None:
+        for name, p in self.steerers.items():
+            if p.poll() is not None:
+                self.fail(f"the steering script on {name} exited ({p.returncode}); see steer-{name}.out")
+            stop_proc(p)
+        if self.aws is None:
+            return
+        summary = self.aws.summary()
+        self.aws.shutdown()
+        self.result.update(summary)
+        self.result["steer_log"] = {n: self.steer_log(n)[-60:]
+                                    for n in self.steerers}
+        if summary["ec2_rejected"]:
+            self.fail(f"the fake EC2 rejected {summary['ec2_rejected']} calls: {summary['ec2_rejected_why']}")
+
     def finish(self) -> None:
         self.stop.set()
-        rib = self.route_server_rib()
-        self.result["route_server_prefixes"] = sorted({prefix for _, prefix, _ in rib})
-        if any(not prefix.startswith("10.20.") for prefix in self.result["route_server_prefixes"]):
-            self.fail(f"the route server learned AWS prefixes: {self.result['route_server_prefixes']}")
+        self.result["aws_steering"] = self.plan.aws_steering
+        if self.route_tables:
+            self.finish_route_tables()
+        else:
+            rib = self.route_server_rib()
+            self.result["route_server_prefixes"] = sorted({prefix for _, prefix, _ in rib})
+            if any(not prefix.startswith("10.20.") for prefix in self.result["route_server_prefixes"]):
+                self.fail(f"the route server learned AWS prefixes: {self.result['route_server_prefixes']}")
         self.result["child_sas"] = {n: child_sas(s.gw) for n, s in self.sides.items()}
         for p in [*self.pings, *self.procs]:
             stop_proc(p, signal.SIGINT)
