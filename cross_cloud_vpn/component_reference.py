@@ -15,11 +15,29 @@ from typing import Any
 
 from pulumi.provider.experimental.analyzer import Analyzer
 
-from cross_cloud_vpn.components import AwsSite, AzureSite, Ikev2GatewayPair
+from cross_cloud_vpn.components import AwsSite, AzureSite, Ikev2GatewayPair, Ikev2TunnelSet
 
 NAME = "cross-cloud-vpn"
-COMPONENTS = (AwsSite, AzureSite, Ikev2GatewayPair)
+COMPONENTS = (AwsSite, AzureSite, Ikev2GatewayPair, Ikev2TunnelSet)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "components.md"
+#: How often a class's source is read again when the analyzer found no description.
+PARSE_ATTEMPTS = 5
+
+
+class SteadyAnalyzer(Analyzer):
+    """The SDK's analyzer, made to survive a CPython bug: before 3.11.8, ``ast.parse`` may raise
+    ``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905). It does so
+    here (3.11.7) now and then inside ``inspect.getsource``, which parses the module to find a
+    class; the analyzer swallows every exception of its docstring lookup, so a description went
+    missing at random. A field found without one is looked up again, from a fresh parse."""
+
+    def get_docstring(self, typ: type, name: str) -> str | None:
+        for _ in range(PARSE_ATTEMPTS):
+            doc = super().get_docstring(typ, name)
+            if doc is not None:
+                return doc
+            self.docstrings.pop(typ.__name__, None)
+        return None
 
 
 def _snake(name: str) -> str:
@@ -60,7 +78,7 @@ def _rows(props: dict[str, Any], with_required: bool) -> list[str]:
 
 
 def render() -> str:
-    result = Analyzer(NAME).analyze(list(COMPONENTS))
+    result = SteadyAnalyzer(NAME).analyze(list(COMPONENTS))
     lines = [
         "# Component reference",
         "",
