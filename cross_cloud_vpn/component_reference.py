@@ -25,11 +25,12 @@ PARSE_ATTEMPTS = 5
 
 
 class SteadyAnalyzer(Analyzer):
-    """The SDK's analyzer, made to survive a CPython bug: before 3.11.8, ``ast.parse`` may raise
-    ``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905). It does so
-    here (3.11.7) now and then inside ``inspect.getsource``, which parses the module to find a
-    class; the analyzer swallows every exception of its docstring lookup, so a description went
-    missing at random. A field found without one is looked up again, from a fresh parse."""
+    """The SDK's analyzer, made to survive a CPython 3.11 bug: ``ast.parse`` may raise a spurious
+    ``SystemError: AST constructor recursion depth mismatch`` (python/cpython#106905,
+    pytest-dev/pytest#10763). It does so here (3.11.7) now and then inside ``inspect.getsource``,
+    which parses the module to find a class; the analyzer swallows every exception of its
+    docstring lookup, so a description went missing at random. A field found without one is
+    looked up again, from a fresh parse."""
 
     def get_docstring(self, typ: type, name: str) -> str | None:
         for _ in range(PARSE_ATTEMPTS):
