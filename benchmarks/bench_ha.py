@@ -47,7 +47,8 @@ def main() -> None:
                 claims = ", ".join(f"+{c[0]}s {c[1]} {c[2]} {c[3]}->{c[4]}" for c in fault["ec2_claims"])
                 print(f"    route claims: {claims or 'none'}; after the fault: A1 unhealthy "
                       f"{fault.get('a1_unhealthy_s')}s, A2 decided {fault.get('a2_decided_s')}s, "
-                      f"A2's claim accepted {fault.get('a2_claimed_s')}s")
+                      f"A2's claim accepted {fault.get('a2_claimed_s')}s "
+                      f"(A2 read its credentials from IMDS {fault.get('a2_credential_reads')} times first)")
         if isinstance(result.get("failover_max_s"), int | float):
             worst.append(float(result["failover_max_s"]))
     if worst:

@@ -155,6 +155,8 @@ class FakeAws:
         self.routes: dict[tuple[str, str], str] = {}
         self.calls: list[dict[str, Any]] = []
         self.imds_reads: dict[str, int] = {}
+        #: (time, gateway) of every read of the role's credentials
+        self.credential_reads: list[tuple[float, str]] = []
         self.lock = threading.Lock()
         self.servers: list[ThreadingHTTPServer] = []
 
@@ -244,6 +246,8 @@ class FakeAws:
             return 404, ""
         with self.lock:
             self.imds_reads[who.name] = self.imds_reads.get(who.name, 0) + 1
+            if path.endswith(f"/iam/security-credentials/{ROLE}"):
+                self.credential_reads.append((time.time(), who.name))
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)
         expiration = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
         answers = {

@@ -586,6 +586,11 @@ class HaRehearsal:
                 f["a2_decided_s"] = self.first_log_after("a2", "times in a row", f["t_fault"], f["t_heal"])
                 taken = [c[0] for c in f["ec2_claims"] if c[1] == "a2"]
                 f["a2_claimed_s"] = taken[0] if taken else None
+                # did A2 read its credentials from IMDS again (and derive a new signing key)
+                # between its decision and its claim?
+                f["a2_credential_reads"] = sum(
+                    1 for t, who in list(self.aws.credential_reads)
+                    if who == "a2" and f["t_fault"] <= t <= f["t_fault"] + (f["a2_claimed_s"] or 0))
             for d, times in arrivals.items():
                 gap = max_gap(times, f["t_fault"], f["t_heal"])
                 back = max_gap(times, f["t_heal"], f["t_settled"])

@@ -219,6 +219,9 @@ def test_route_table_steering_fails_over_and_back_with_only_signed_ec2_calls(tmp
     r = run_ha_rehearsal(workdir=tmp_path, progress=print, aws_steering="route-tables")
     print(summary_line(r))
     print("EC2:", r.get("ec2_calls"), "claims:", r.get("ec2_claims"))
+    for label, fault in r.get("faults", {}).items():
+        print(label, {k: fault.get(k) for k in ("a1_unhealthy_s", "a2_decided_s", "a2_claimed_s",
+                                                 "a2_credential_reads")})
     _assert_every_fault_failed_over_and_back(r)
     assert r["aws_steering"] == "route-tables"
     for label, fault in r["faults"].items():
