@@ -14,7 +14,12 @@ instance role (``ec2:ReplaceRoute``/``ec2:CreateRoute`` on the route tables,
   when the route is missing) whenever it is healthy and not the owner, so it takes the routes
   back once it recovers; the standby claims only when healthy, not the owner, and its partner's
   probe responder (``openbsd/probe.py``: ``GET /up`` is 200 only while the partner's BGP
-  session is up) failed ``misses`` times in a row.
+  session is up) failed ``misses`` times in a row. In the round of that ``misses``-th failure it
+  claims every route with no DescribeRouteTables first (its partner held them; replacing a route
+  it already holds changes nothing), and describes as usual from the next round on.
+- **ready to claim**: every round ends by keeping the instance role's credentials (read again
+  every ``CREDENTIAL_REFRESH_S``) and the day's SigV4 signing key ready, so that a claim, even
+  after hours of idling, makes no IMDS read and no key derivation: only its own signed calls.
 
 Limits, by design: no leader election beyond "the primary wins". If both gateways are healthy but
 the standby cannot reach the primary's responder (a partition between the two only), the standby
@@ -32,10 +37,12 @@ by hand (RFC 2104) so that the secret key and the keys derived from it travel on
 openssl(1) documents ``-hmac key`` for dgst) put the key on a command line, where ps(1) shows
 it to every local user; a pipe does not.
 
-The only openssl(1) commands used are ``dgst -sha256`` and ``base64 -d``; LibreSSL's openssl
-has both (usr.bin/openssl/openssl.c, its command table: "dgst", dgst_main; "base64", enc_main).
-Its ``dgst`` output line differs from OpenSSL 3's; the script keeps what follows ``= ``, or the
-whole line.
+The only openssl(1) commands used are ``dgst -sha256`` (with ``-binary`` for an HMAC's inner
+digest) and ``base64 -d``; LibreSSL's openssl has both (usr.bin/openssl/openssl.c, its command
+table: "dgst", dgst_main; "base64", enc_main), and ``-binary`` is a dgst option since OpenSSL
+0.9, before LibreSSL's fork (not run here). Its ``dgst`` output line differs from OpenSSL 3's;
+the script keeps the text after the last space. A signature costs seven processes (date, one
+awk, five openssl; the key's HMAC pads are made once per day), a call one fetch more.
 
 Proven here (``tests/test_openbsd_steer.py``): the rendered script, run by Debian's dash with
 OpenSSL 3, mawk and curl as the fetch command, signs exactly as botocore does, and against a
@@ -79,10 +86,18 @@ URL_EXPIRES = 60
 API_TIMEOUT = 10
 PROBE_TIMEOUT = 1
 HEALTH_TIMEOUT = 5
-#: Credentials are read again from IMDS at least this often (seconds of loop), and after any
-#: failed call. AWS makes new role credentials available "at least five minutes before the
-#: expiration of the old credentials" (EC2 user guide, IAM roles for EC2).
+#: Longest wait for one IMDS read (seconds): IMDS is the instance's own link-local service
+#: (botocore's metadata_service_timeout defaults to 1 s), and a standby reads it in idle rounds,
+#: whose length is its reaction time.
+IMDS_TIMEOUT = 2
+#: Credentials are read again from IMDS this often (seconds of loop), at the end of a round, so
+#: that a claim never waits for them, and before the next call after any failed call. AWS makes
+#: new role credentials available "at least five minutes before the expiration of the old
+#: credentials" (EC2 user guide, IAM roles for EC2): what is kept has minutes of validity left.
 CREDENTIAL_REFRESH_S = 60
+#: After a failed periodic read, the kept credentials are used and the read is tried again this
+#: much later (seconds of loop).
+CREDENTIAL_RETRY_S = 5
 
 #: The real defaults the environment may replace (tests run the same script against fakes).
 #: ftp(1) (synopsis ``ftp [-46AadEegiMmnptVv]``, ftp.1 rev 1.124) -M: no progress meter,
@@ -175,8 +190,10 @@ partner_url='@PROBE_URL@'
 interval='@INTERVAL@'
 misses_max=@MISSES@
 refresh_loops=@REFRESH_LOOPS@
+retry_loops=@RETRY_LOOPS@
 expires=@EXPIRES@
 api_timeout=@API_TIMEOUT@
+imds_timeout=@IMDS_TIMEOUT@
 probe_timeout=@PROBE_TIMEOUT@
 health_timeout=@HEALTH_TIMEOUT@
 api_version='@VERSION@'
@@ -228,35 +245,31 @@ bounded() {
 	return $b_rc
 }
 
-# GET $1, the body to standard output; fails on a connection error or any HTTP status but 200
-# (ftp(1) auto-fetch; curl -f in the tests).
-get() {
-	bounded "$api_timeout" $fetch "$1"
-}
-
 # Secrets are handed to other programs only on pipes, through the shell's builtin echo (a
 # builtin in OpenBSD's ksh, bin/ksh/c_ksh.c kshbuiltins "echo", and in dash): never as an
 # argument, which ps(1) shows. They hold no backslash and no leading '-' (checked on reading).
+nl='
+'
 
 # One line of printable ASCII on stdin, as lowercase hex bytes.
 hex_awk='BEGIN { for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i }
 { for (i = 1; i <= length($0); i++) printf "%02x", ord[substr($0, i, 1)]; printf "\n" }'
 
-# stdin "KEYHEX [TAILHEX]": base64 of (the key, zero-padded to the 64-byte SHA-256 block, each
-# byte XOR pad) followed by the tail's bytes, in lines of 64 characters (RFC 2104 HMAC).
+# stdin "KEYHEX": the key zero-padded to the 64-byte SHA-256 block, XOR ipad (0x36), in base64
+# lines of 64 characters; a line "-"; the same XOR opad (0x5c) (RFC 2104 HMAC). Both pads in one
+# process: a key's pads are made once (the signing key's once per day), then reused.
 pad_awk='function hv(c) { return index("0123456789abcdef", c) - 1 }
 function xor(a, b,   r, i, bit) {
 	r = 0; bit = 1
 	for (i = 0; i < 8; i++) { if (int(a / bit) % 2 != int(b / bit) % 2) r += bit; bit *= 2 }
 	return r
 }
-{
-	k = $1; t = $2; n = 0
+function b64(pad,   a, i, n, x, out) {
+	n = 0
 	for (i = 1; i < 128; i += 2) {
 		v = i < length(k) ? hv(substr(k, i, 1)) * 16 + hv(substr(k, i + 1, 1)) : 0
 		b[n++] = xor(v, pad)
 	}
-	for (i = 1; i < length(t); i += 2) b[n++] = hv(substr(t, i, 1)) * 16 + hv(substr(t, i + 1, 1))
 	a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"; out = ""
 	for (i = 0; i < n; i += 3) {
 		x = b[i] * 65536 + (i + 1 < n ? b[i + 1] : 0) * 256 + (i + 2 < n ? b[i + 2] : 0)
@@ -265,11 +278,16 @@ function xor(a, b,   r, i, bit) {
 		out = out (i + 2 < n ? substr(a, x % 64 + 1, 1) : "=")
 	}
 	for (i = 1; i <= length(out); i += 64) print substr(out, i, 64)
-}'
+}
+{ k = $1; b64(54); print "-"; b64(92) }'
 
-# stdin "name=value" lines: each name and value URI-encoded as SigV4 wants (RFC 3986: only
-# A-Z a-z 0-9 - _ . ~ stay as they are; the token's + / = and a CIDR's / become %XX).
-enc_awk='BEGIN { for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
+# stdin "name=value" lines, the call's parameters in botocore's order: prints the query string
+# (that order), a newline, then the canonical request (SigV4: GET, /, the canonical query string
+# sorted by encoded name in byte order (run under LC_ALL=C), the host header, the empty payload's
+# hash). Names and values are URI-encoded as SigV4 wants (RFC 3986: only A-Z a-z 0-9 - _ . ~
+# stay as they are; the token's + / = and a CIDR's / become %XX). One awk process does what
+# four (encode, join, sort, join) did: each exec is about 0.1 s in the user-mode-Linux lab.
+request_awk='BEGIN { for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
 	keep = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~" }
 function enc(s,   i, c, out) {
 	out = ""
@@ -279,13 +297,19 @@ function enc(s,   i, c, out) {
 	}
 	return out
 }
-{ k = $0; sub(/=.*/, "", k); print enc(k) "=" enc(substr($0, length(k) + 2)) }'
-
-join_awk='NR > 1 { printf "&" } { printf "%s", $0 } END { printf "\n" }'
+{ k = $0; sub(/=.*/, "", k); n++; name[n] = enc(k); pair[n] = name[n] "=" enc(substr($0, length(k) + 2)) }
+END {
+	for (i = 1; i <= n; i++) { query = query (i > 1 ? "&" : "") pair[i]; o[i] = i }
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && name[o[j - 1]] > name[o[j]]; j--) { t = o[j]; o[j] = o[j - 1]; o[j - 1] = t }
+	for (i = 1; i <= n; i++) canon = canon (i > 1 ? "&" : "") pair[o[i]]
+	printf "%s\nGET\n/\n%s\nhost:%s\n\nhost\n%s", query, canon, host, payload
+}'
 
 # DescribeRouteTables XML (API_DescribeRouteTables: routeTableSet/item/routeTableId and
-# routeTableSet/item/routeSet/item/{destinationCidrBlock,networkInterfaceId}) as lines
-# "TABLE CIDR TARGET", TARGET the route's network interface or - (a gateway, a blackhole...).
+# routeTableSet/item/routeSet/item/{destinationCidrBlock,networkInterfaceId}) to one line
+# "TABLE CIDR OWNER" per steered route (-v tables, cidrs: space-separated), OWNER the route's
+# network interface, - (a gateway, a blackhole...) or none (no such route). One process.
 routes_awk='BEGIN { RS = "<" }
 NR > 1 {
 	n = index($0, ">"); if (!n) next
@@ -296,7 +320,7 @@ NR > 1 {
 	if (tag ~ /^\//) {
 		name = substr(tag, 2)
 		if (name == "item" && path ~ /\/routeSet\/item$/ && cidr != "")
-			print table, cidr, (eni != "" ? eni : "-")
+			owner[table " " cidr] = (eni != "" ? eni : "-")
 		path = substr(path, 1, length(path) - length(name) - 1)
 		next
 	}
@@ -305,25 +329,64 @@ NR > 1 {
 	else if (path ~ /\/routeSet\/item$/) { cidr = ""; eni = "" }
 	else if (path ~ /\/routeSet\/item\/destinationCidrBlock$/) cidr = text
 	else if (path ~ /\/routeSet\/item\/networkInterfaceId$/) eni = text
+}
+END {
+	nt = split(tables, t, " "); nc = split(cidrs, c, " ")
+	for (i = 1; i <= nt; i++)
+		for (j = 1; j <= nc; j++) {
+			o = owner[t[i] " " c[j]]
+			print t[i], c[j], (o == "" ? "none" : o)
+		}
 }'
 
-sha256_hex() {
-	# OpenSSL 3 prints "SHA2-256(stdin)= HEX", LibreSSL "HEX" or "(stdin)= HEX": keep HEX.
-	openssl dgst -sha256 | sed 's/^.*= *//'
+# mac IPAD OPAD MESSAGE: sets $mac_out, HMAC-SHA256 as hex, from the key's two pads (pad_awk)
+# (RFC 2104: H((K^opad) || H((K^ipad) || m))): the inner digest goes to the outer one as bytes
+# (dgst -binary), so the only processes are four openssl; the pads travel on pipes only. The
+# message holds no secret. OpenSSL 3 prints "SHA2-256(stdin)= HEX", LibreSSL "HEX" or
+# "(stdin)= HEX": the text after the last space is HEX in each.
+mac() {
+	mac_out=$({ echo "$2" | openssl base64 -d
+		{ echo "$1" | openssl base64 -d; printf '%s' "$3"; } | openssl dgst -sha256 -binary
+	} | openssl dgst -sha256)
+	mac_out=${mac_out##* }
+	case $mac_out in *[!0-9a-f]* | '') return 1 ;; esac
+	[ ${#mac_out} -eq 64 ]
 }
 
-# hmac KEYHEX MESSAGE: HMAC-SHA256 as hex (RFC 2104: H((K^opad) || H((K^ipad) || m))). The
-# message holds no secret; the key goes only through pipes.
-hmac() {
-	h_in=$({ echo "$1" | awk -v pad=54 "$pad_awk" | openssl base64 -d; printf '%s' "$2"; } | sha256_hex)
-	echo "$1 $h_in" | awk -v pad=92 "$pad_awk" | openssl base64 -d | sha256_hex
+# key_pads KEYHEX: sets $pad_i and $pad_o (pad_awk's two halves).
+key_pads() {
+	pad_i=$(echo "$1" | awk "$pad_awk") || return 1
+	pad_o=${pad_i#*-"$nl"}
+	pad_i=${pad_i%"$nl"-*}
 }
 
-# The instance's network interface, from IMDS (IMDSv1 GETs: ftp(1) cannot send IMDSv2's PUT).
+# derive_key DAY: the SigV4 signing key of DAY (YYYYMMDD) as its two pads ($sign_i, $sign_o):
+# kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), "ec2"), "aws4_request").
+# Made once per UTC day and credential change, in a round that makes no claim when it can be.
+derive_key() {
+	d_k=$(echo "AWS4$sk" | awk "$hex_awk") || return 1
+	for d_m in "$1" "$region" ec2 aws4_request; do
+		key_pads "$d_k" && mac "$pad_i" "$pad_o" "$d_m" || { d_k=; return 1; }
+		d_k=$mac_out
+	done
+	key_pads "$d_k" || { d_k=; return 1; }
+	sign_i=$pad_i sign_o=$pad_o signing_day=$1
+	d_k= pad_i= pad_o= mac_out=
+	log "signing key of $1 derived"
+}
+
+# GET the IMDS path $1 (under latest/meta-data/), the body to standard output. IMDSv1 GETs:
+# ftp(1) cannot send IMDSv2's PUT. IMDS is the instance's own link-local service: botocore waits
+# 1 s for it (metadata_service_timeout); a hung read must not hold a standby's round for long.
+imds_get() {
+	bounded "$imds_timeout" $fetch "$imds/latest/meta-data/$1"
+}
+
+# The instance's network interface, from IMDS.
 own_interface() {
-	o_mac=$(get "$imds/latest/meta-data/mac") || return 1
+	o_mac=$(imds_get mac) || return 1
 	case $o_mac in '' | *[!0-9a-f:]*) return 1 ;; esac
-	eni=$(get "$imds/latest/meta-data/network/interfaces/macs/$o_mac/interface-id") || return 1
+	eni=$(imds_get "network/interfaces/macs/$o_mac/interface-id") || return 1
 	case $eni in eni-*) ;; *) return 1 ;; esac
 	case $eni in *[!0-9a-z-]*) return 1 ;; esac
 }
@@ -332,54 +395,84 @@ json_field() {
 	echo "$c_json" | sed -n 's/.*"'"$1"'"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' | sed -n 1p
 }
 
-# The instance role's temporary credentials, from IMDS.
+# The instance role's temporary credentials, from IMDS. The role's name is asked once and kept
+# (asked again only after its credentials could not be read). A new secret key drops the
+# signing key, which is made from it; the same secret keeps it.
 load_credentials() {
-	c_role=$(get "$imds/latest/meta-data/iam/security-credentials/") || {
-		log "cannot read the instance role from IMDS"; return 1; }
-	c_role=$(echo "$c_role" | sed -n 1p)
-	case $c_role in '' | *[!A-Za-z0-9+=,.@_-]*) log "IMDS names no usable instance role"; return 1 ;; esac
-	c_json=$(get "$imds/latest/meta-data/iam/security-credentials/$c_role") || {
-		log "cannot read the credentials of role $c_role from IMDS"; return 1; }
-	ak=$(json_field AccessKeyId)
-	sk=$(json_field SecretAccessKey)
-	tk=$(json_field Token)
+	if [ -z "$c_role" ]; then
+		c_role=$(imds_get iam/security-credentials/) || {
+			c_role=; log "cannot read the instance role from IMDS"; return 1; }
+		c_role=${c_role%%"$nl"*}
+		case $c_role in '' | *[!A-Za-z0-9+=,.@_-]*)
+			c_role=; log "IMDS names no usable instance role"; return 1 ;; esac
+	fi
+	c_json=$(imds_get "iam/security-credentials/$c_role") || {
+		log "cannot read the credentials of role $c_role from IMDS"; c_role=; return 1; }
+	c_ak=$(json_field AccessKeyId)
+	c_sk=$(json_field SecretAccessKey)
+	c_tk=$(json_field Token)
 	c_json=
-	case $ak in '' | *[!A-Z0-9]*) log "IMDS gave no usable access key id"; return 1 ;; esac
-	case $sk in '' | -* | *[!A-Za-z0-9+/=]*) log "IMDS gave no usable secret key"; return 1 ;; esac
-	case $tk in *[!A-Za-z0-9+/=]*) log "IMDS gave an unusable session token"; return 1 ;; esac
-	signing_day=
+	case $c_ak in '' | *[!A-Z0-9]*) log "IMDS gave no usable access key id"; c_sk=; return 1 ;; esac
+	case $c_sk in '' | -* | *[!A-Za-z0-9+/=]*) log "IMDS gave no usable secret key"; c_sk=; return 1 ;; esac
+	case $c_tk in *[!A-Za-z0-9+/=]*) log "IMDS gave an unusable session token"; c_sk=; return 1 ;; esac
+	# A quoted pattern matches literally; case is part of the shell (no process, no argv).
+	case $c_sk in "$sk") ;; *) signing_day= sign_i= sign_o= ;; esac
+	ak=$c_ak sk=$c_sk tk=$c_tk c_sk=
+	have_credentials=yes
 	credentials_loop=$loops
 	need_credentials=no
 }
 
+# Keep the credentials and the signing key ready, at the end of every round, so that a claim
+# (a standby's takeover, a primary's fail-back) needs no IMDS read and no key derivation, even
+# after a long idle stretch (in the user-mode-Linux lab a standby idle for 30 rounds spent 2-8 s of
+# its takeover on them, lab/README.md). The credentials are read again every @REFRESH_S@ s: AWS makes new role
+# credentials available "at least five minutes before the expiration of the old credentials"
+# (EC2 user guide, IAM roles for EC2), so what is kept has minutes of validity left. If a read
+# fails, what is kept is still used (it is still valid) and the read is tried again in
+# @RETRY_S@ s; after a rejected call (need_credentials) the next call waits for a new read.
+# The signing key is made for the current UTC day when the credentials are new, and after
+# midnight: date(1) runs with each credential read, and every round from 23:58 UTC on.
+keep_fresh() {
+	k_day=no
+	if [ "$need_credentials" = yes ] || [ $((loops - credentials_loop)) -ge "$refresh_loops" ]; then
+		k_day=yes
+		load_credentials || credentials_loop=$((loops - refresh_loops + retry_loops))
+	fi
+	[ "$have_credentials" = yes ] || return 0
+	[ -n "$signing_day" ] || k_day=yes
+	case $clock in 235[89]*) k_day=yes ;; esac
+	[ "$k_day" = yes ] || return 0
+	k_date=$(date -u +%Y%m%dT%H%M%SZ) || return 0
+	clock=${k_date#*T}
+	k_date=${k_date%%T*}
+	[ "$k_date" = "$signing_day" ] || derive_key "$k_date" || log "cannot derive the signing key"
+}
+
 # presign NAME=VALUE...: sets $url, the presigned GET URL of that EC2 Query API call
 # (query-string SigV4, parameters in botocore's order: the operation's, then X-Amz-*).
+# Processes: date, one awk (query, canonical request), openssl for its hash, four openssl for
+# the signature (mac); the signing key is normally ready (keep_fresh).
 presign() {
-	p_date=$(date -u +%Y%m%dT%H%M%SZ)
+	p_date=$(date -u +%Y%m%dT%H%M%SZ) || return 1
+	clock=${p_date#*T}
 	p_day=${p_date%%T*}
 	p_scope=$p_day/$region/ec2/aws4_request
-	if [ "$p_day" != "$signing_day" ]; then
-		# kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), "ec2"), "aws4_request")
-		p_k=$(echo "AWS4$sk" | awk "$hex_awk")
-		p_k=$(hmac "$p_k" "$p_day") && p_k=$(hmac "$p_k" "$region") &&
-			p_k=$(hmac "$p_k" ec2) && p_k=$(hmac "$p_k" aws4_request) || return 1
-		signing_key=$p_k
-		signing_day=$p_day
-	fi
-	p_enc=$({
+	[ "$p_day" = "$signing_day" ] || derive_key "$p_day" || return 1
+	p_out=$({
 		for p_kv in "$@" X-Amz-Algorithm=AWS4-HMAC-SHA256 "X-Amz-Credential=$ak/$p_scope" \
 			"X-Amz-Date=$p_date" "X-Amz-Expires=$expires" X-Amz-SignedHeaders=host; do
 			echo "$p_kv"
 		done
 		[ -z "$tk" ] || echo "X-Amz-Security-Token=$tk"
-	} | awk "$enc_awk")
-	p_query=$(echo "$p_enc" | awk "$join_awk")
-	# The canonical query string: sorted by name (byte order), then joined.
-	p_canon=$(echo "$p_enc" | LC_ALL=C sort -t '=' -k 1,1 | awk "$join_awk")
-	p_hash=$(printf 'GET\n/\n%s\nhost:%s\n\nhost\n%s' "$p_canon" "$host" "$empty_sha" | sha256_hex)
-	p_sig=$(hmac "$signing_key" "$(printf 'AWS4-HMAC-SHA256\n%s\n%s\n%s' "$p_date" "$p_scope" "$p_hash")")
-	case $p_sig in *[!0-9a-f]* | '') return 1 ;; esac
-	url="$ec2/?$p_query&X-Amz-Signature=$p_sig"
+	} | LC_ALL=C awk -v host="$host" -v payload="$empty_sha" "$request_awk") || return 1
+	p_query=${p_out%%"$nl"*}
+	p_creq=${p_out#*"$nl"}
+	p_hash=$(printf '%s' "$p_creq" | openssl dgst -sha256) || return 1
+	p_hash=${p_hash##* }
+	case $p_hash in *[!0-9a-f]* | '') return 1 ;; esac
+	mac "$sign_i" "$sign_o" "AWS4-HMAC-SHA256$nl$p_date$nl$p_scope$nl$p_hash" || return 1
+	url="$ec2/?$p_query&X-Amz-Signature=$mac_out"
 }
 
 # call NAME=VALUE...: the response body in $work/body; logs and fails on any error.
@@ -400,33 +493,54 @@ call() {
 	return 1
 }
 
-# One round of steering: claim every route this gateway should hold and does not.
+# One round of steering: claim every route this gateway should hold and does not, as this
+# round's DescribeRouteTables shows it. "steer takeover" (the standby, in the round its partner's
+# probe failed for the misses-th time) claims every route without describing first: its
+# partner held them (that is why it probed it), and a ReplaceRoute of a route it already holds
+# changes nothing. The one DescribeRouteTables it skips is a signed call and a round trip on the
+# takeover's path. It uses CreateRoute where its last DescribeRouteTables found no route; had a
+# route gone missing since, ReplaceRoute fails, and the next round describes and creates it.
 steer() {
-	if [ "$need_credentials" = yes ] || [ $((loops - credentials_loop)) -ge "$refresh_loops" ]; then
+	if [ "$need_credentials" = yes ]; then
 		load_credentials || return 1
 	fi
-	s_args=Action=DescribeRouteTables
-	s_i=0
-	for s_t in $tables; do
-		s_i=$((s_i + 1))
-		s_args="$s_args RouteTableId.$s_i=$s_t"
-	done
-	call $s_args "Version=$api_version" || return 1
-	awk "$routes_awk" "$work/body" >"$work/routes"
-	for s_t in $tables; do
-		for s_c in $cidrs; do
-			s_owner=$(awk -v t="$s_t" -v c="$s_c" \
-				'$1 == t && $2 == c { o = $3 } END { print (o == "" ? "none" : o) }' "$work/routes")
-			[ "$s_owner" = "$eni" ] && continue
-			if [ "$s_owner" = none ]; then s_do=CreateRoute; else s_do=ReplaceRoute; fi
-			if call "Action=$s_do" "DestinationCidrBlock=$s_c" "NetworkInterfaceId=$eni" \
-				"RouteTableId=$s_t" "Version=$api_version" &&
-				grep -q '<return>true</return>' "$work/body"; then
-				log "$s_do $s_c in $s_t to $eni (was $s_owner): $role, $why"
-			elif [ -s "$work/body" ]; then
-				log "$s_do $s_c in $s_t was not accepted"
-			fi
+	if [ "$1" = takeover ]; then
+		s_list=$view s_how="not described first, last seen"
+		if [ -z "$s_list" ]; then
+			for s_t in $tables; do
+				for s_c in $cidrs; do s_list="$s_list $s_t $s_c unknown"; done
+			done
+		fi
+	else
+		s_args=Action=DescribeRouteTables
+		s_i=0
+		for s_t in $tables; do
+			s_i=$((s_i + 1))
+			s_args="$s_args RouteTableId.$s_i=$s_t"
 		done
+		call $s_args "Version=$api_version" || return 1
+		view=$(awk -v tables="$tables" -v cidrs="$cidrs" "$routes_awk" "$work/body") || return 1
+		s_list=$view s_how=was
+	fi
+	set -- $s_list
+	while [ $# -ge 3 ]; do
+		s_t=$1 s_c=$2 s_owner=$3
+		shift 3
+		[ "$s_owner" = "$eni" ] && [ "$s_how" = was ] && continue
+		if [ "$s_owner" = none ]; then s_do=CreateRoute; else s_do=ReplaceRoute; fi
+		s_ok=no
+		if call "Action=$s_do" "DestinationCidrBlock=$s_c" "NetworkInterfaceId=$eni" \
+			"RouteTableId=$s_t" "Version=$api_version"; then
+			# read(1) is the shell's own: no grep process on the claim's path
+			while IFS= read -r s_line || [ -n "$s_line" ]; do
+				case $s_line in *'<return>true</return>'*) s_ok=yes ;; esac
+			done <"$work/body"
+		fi
+		if [ "$s_ok" = yes ]; then
+			log "$s_do $s_c in $s_t to $eni ($s_how $s_owner): $role, $why"
+		elif [ -s "$work/body" ]; then
+			log "$s_do $s_c in $s_t was not accepted"
+		fi
 	done
 }
 
@@ -436,7 +550,8 @@ main() {
 	trap 'rm -rf "$work"' EXIT
 	trap 'log "stopping"; exit 0' TERM INT HUP
 	log "starting: $role for $tables, networks $cidrs, every $interval s"
-	loops=0 api_calls=0 need_credentials=yes credentials_loop=0 signing_day=
+	loops=0 api_calls=0 need_credentials=yes have_credentials=no credentials_loop=0
+	signing_day= sign_i= sign_o= clock= c_role= ak= sk= tk= view=
 	until own_interface; do
 		log "cannot read this instance's network interface from IMDS; trying again"
 		sleep "$interval"
@@ -455,6 +570,7 @@ main() {
 			healthy=$now
 		fi
 		go=no
+		how=
 		why="healthy"
 		if [ "$role" = standby ]; then
 			if bounded "$probe_timeout" $fetch "$partner_url" >/dev/null 2>&1; then
@@ -466,11 +582,13 @@ main() {
 					log "the partner's probe failed $misses times in a row: taking over when healthy"
 			fi
 			[ "$misses" -ge "$misses_max" ] && go=yes
+			[ "$misses" -eq "$misses_max" ] && how=takeover
 			why="healthy, the partner's probe failed $misses times"
 		else
 			go=yes
 		fi
-		[ "$healthy" = yes ] && [ "$go" = yes ] && steer
+		[ "$healthy" = yes ] && [ "$go" = yes ] && steer $how
+		keep_fresh
 		sleep "$interval"
 	done
 }
@@ -498,6 +616,10 @@ def render_steer_script(
         "INTERVAL": interval,
         "MISSES": str(steering.misses),
         "REFRESH_LOOPS": str(max(1, math.ceil(CREDENTIAL_REFRESH_S / float(interval)))),
+        "RETRY_LOOPS": str(max(1, math.ceil(CREDENTIAL_RETRY_S / float(interval)))),
+        "REFRESH_S": str(CREDENTIAL_REFRESH_S),
+        "RETRY_S": str(CREDENTIAL_RETRY_S),
+        "IMDS_TIMEOUT": str(IMDS_TIMEOUT),
         "EXPIRES": str(URL_EXPIRES),
         "API_TIMEOUT": str(API_TIMEOUT),
         "PROBE_TIMEOUT": str(PROBE_TIMEOUT),

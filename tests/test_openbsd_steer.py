@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -88,6 +89,8 @@ class FakeAws:
     fixed_now: datetime.datetime | None = None
     calls: list[Call] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    #: every request, in order: ("ec2", action, accepted) or ("imds", gateway prefix, path)
+    events: list[tuple[str, str, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def verify(self, host: str, query: str) -> str | None:
@@ -122,6 +125,7 @@ class FakeAws:
             params = dict(parse_qsl(query, keep_blank_values=True))
             action = params.get("Action", "")
             problem = self.verify(host, query)
+            self.events.append(("ec2", action, problem is None))
             if problem:
                 self.calls.append(Call(action, False, problem))
                 return 401, _error("AuthFailure", problem)
@@ -142,6 +146,8 @@ class FakeAws:
             return 400, _error("InvalidAction", action)
 
     def imds(self, prefix: str, path: str) -> tuple[int, str]:
+        with self.lock:
+            self.events.append(("imds", prefix, path))
         who = self.identities.get(prefix)
         if who is None:
             return 404, ""
@@ -279,7 +285,9 @@ class Probe:
 def wrappers(folder: Path, argv_log: Path, awk: str = "awk") -> Path:
     """PATH stand-ins: logger appends to $CCVPN_TEST_LOG; every other tool records its argv and
     runs the real one (``awk`` may be another implementation); date answers FIXED_DATE when
-    CCVPN_TEST_FIXED_DATE is set."""
+    CCVPN_TEST_FIXED_DATE is set, or the content of $CCVPN_TEST_DATE_FILE when that is set. With
+    CCVPN_TEST_EXEC_DELAY set, each tool first sleeps that long (the bench's stand-in for the
+    user-mode-Linux lab, where an exec costs about 0.1 s)."""
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     (bin_dir / "logger").write_text('#!/bin/sh\nshift 2\necho "$*" >> "$CCVPN_TEST_LOG"\n')
@@ -287,8 +295,12 @@ def wrappers(folder: Path, argv_log: Path, awk: str = "awk") -> Path:
         real = shutil.which(awk if tool == "awk" else tool, path="/usr/bin:/bin")
         assert real, f"{tool} is needed"
         fixed = (f'[ -n "$CCVPN_TEST_FIXED_DATE" ] && [ "$*" = "-u +%Y%m%dT%H%M%SZ" ] && '
-                 f'{{ echo {FIXED_DATE}; exit 0; }}\n') if tool == "date" else ""
-        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{argv_log}"\n{fixed}exec {real} "$@"\n')
+                 f'{{ echo {FIXED_DATE}; exit 0; }}\n'
+                 '[ -n "$CCVPN_TEST_DATE_FILE" ] && [ "$*" = "-u +%Y%m%dT%H%M%SZ" ] && '
+                 '{ cat "$CCVPN_TEST_DATE_FILE"; exit 0; }\n') if tool == "date" else ""
+        delay = '[ -z "$CCVPN_TEST_EXEC_DELAY" ] || /bin/sleep "$CCVPN_TEST_EXEC_DELAY"\n'
+        (bin_dir / tool).write_text(
+            f'#!/bin/sh\necho "{tool} $*" >> "{argv_log}"\n{delay}{fixed}exec {real} "$@"\n')
     for tool in ("logger", *TOOLS):
         (bin_dir / tool).chmod(0o755)
     return bin_dir
@@ -319,8 +331,9 @@ class Lab:
     """A fake AWS, and the real steering script for each gateway started in it."""
 
     def __init__(self, tmp: Path, identities: dict[str, Identity], routes: dict[tuple[str, str], str],
-                 shell: str = "sh", awk: str = "awk"):
+                 shell: str = "sh", awk: str = "awk", env: dict[str, str] | None = None):
         self.tmp = tmp
+        self.env = dict(env or {})  # more environment for every gateway (CCVPN_TEST_*)
         self.shell = shell
         self.fake = FakeAws(identities=identities, routes=dict(routes))
         self.server = aws_server(self.fake)
@@ -329,9 +342,12 @@ class Lab:
         self.bin = wrappers(tmp, self.argv_log, awk)
         self.gateways: list[Gateway] = []
 
-    def start(self, name: str, steering: RouteTableSteering, healthy: bool = True) -> Gateway:
+    def start(self, name: str, steering: RouteTableSteering, healthy: bool = True,
+              edit: Callable[[str], str] | None = None) -> Gateway:
+        """``edit``: a change to the rendered text (a test's shorter credential refresh)."""
         script = self.tmp / f"{name}.sh"
-        script.write_text(render_steer_script(steering, "10.20.0.10"))
+        text = render_steer_script(steering, "10.20.0.10")
+        script.write_text(edit(text) if edit else text)
         health, log, checks = (self.tmp / f"{name}.{x}" for x in ("healthy", "log", "checks"))
         if healthy:
             health.touch()
@@ -342,6 +358,7 @@ class Lab:
             "CCVPN_STEER_EC2": self.endpoint,
             "CCVPN_STEER_HEALTH": f"echo check >> {checks}; test -e {health}",
             "CCVPN_TEST_LOG": str(log),
+            **self.env,
         }
         process = subprocess.Popen([self.shell, str(script)], env=env, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -597,6 +614,99 @@ def test_credentials_are_read_again_from_imds_after_a_rejected_call(lab: Lab) ->
     wait_for(lambda: lab.fake.count("DescribeRouteTables", accepted=False) >= 1, lab, "a rejected call")
     lab.fake.identities["a1"] = A1  # IMDS now hands out the credentials EC2 accepts (a rotation)
     wait_for(lambda: lab.fake.all_owned_by(A1.eni), lab, "the primary owns every route")
+    # one signing key per secret: the new secret's key replaces the old one's
+    assert lab.gateways[0].lines().count("signing key of ") == 2
+
+
+def credential_reads(lab: Lab, prefix: str, since: int = 0) -> int:
+    """Reads of the role's credentials by gateway ``prefix`` among the fake's events[since:]."""
+    return sum(1 for kind, who, path in list(lab.fake.events)[since:]
+               if kind == "imds" and who == prefix and str(path).endswith("credentials/ccvpn-gateway"))
+
+
+def test_a_takeover_after_a_long_idle_stretch_reads_no_imds_derives_no_key_and_describes_nothing(
+        lab: Lab) -> None:
+    """The standby reads its credentials and derives the day's signing key in its first idle
+    round; 30 idle rounds later, its takeover makes no IMDS read and no key derivation, and
+    claims at once (ReplaceRoute, no DescribeRouteTables first)."""
+    partner = Probe("127.0.0.11")
+    try:
+        lab.fake.routes = {(t, c): A1.eni for t in TABLES for c in CIDRS}
+        a2 = lab.start("a2", steering(partner, standby=True))
+        wait_for(lambda: partner.hits >= 30, lab, "30 idle rounds")
+        assert credential_reads(lab, "a2") == 1, "read once, in the first round"
+        assert a2.lines().count("signing key of ") == 1
+        assert lab.fake.count("DescribeRouteTables") == 0, "an idle standby makes no EC2 call"
+        before = len(lab.fake.events)
+        partner.healthy = False
+        wait_for(lambda: lab.fake.all_owned_by(A2.eni), lab, "the standby owns every route")
+        events = list(lab.fake.events)[before:]
+        ec2 = [e for e in events if e[0] == "ec2"]
+        assert [e[1] for e in ec2[:4]] == ["ReplaceRoute"] * 4 and all(e[2] for e in ec2[:4])
+        first_claim = events.index(ec2[0])
+        assert not [e for e in events[:first_claim] if e[0] == "imds"], "no IMDS read before the claim"
+        log = a2.lines()
+        assert log.count("signing key of ") == 1, "no key derivation at claim time"
+        assert "(not described first, last seen unknown): standby, healthy, the partner's probe" in log
+    finally:
+        partner.stop()
+
+
+def test_idle_rounds_read_the_credentials_again_and_keep_the_signing_key_while_the_secret_holds(
+        lab: Lab) -> None:
+    """With the refresh period cut to 3 rounds: an idle standby reads its credentials every few
+    rounds, the role's name only once, and derives the signing key only once (same secret, same
+    day); then a takeover still reads nothing first."""
+    partner = Probe("127.0.0.11")
+    try:
+        lab.fake.routes = {(t, c): A1.eni for t in TABLES for c in CIDRS}
+        a2 = lab.start("a2", steering(partner, standby=True),
+                       edit=lambda text: re.sub(r"(?m)^refresh_loops=\d+$", "refresh_loops=3", text))
+        wait_for(lambda: credential_reads(lab, "a2") >= 5, lab, "five credential reads")
+        role_reads = [e for e in lab.fake.events if e[0] == "imds" and str(e[2]).endswith("credentials/")]
+        assert len(role_reads) == 1, "the role's name is asked once"
+        assert a2.lines().count("signing key of ") == 1
+        partner.stop()
+        wait_for(lambda: lab.fake.all_owned_by(A2.eni), lab, "the standby owns every route")
+        assert a2.lines().count("signing key of ") == 1
+        assert not [c for c in lab.fake.calls if not c.accepted]
+    finally:
+        partner.hangs = False
+
+
+def test_the_signing_key_is_derived_once_per_utc_day_in_an_idle_round(tmp_path: Path) -> None:
+    """date(1) answers from a file; EC2 checks against the same moment. Near midnight the idle
+    standby asks the time every round and derives the new day's key before any claim; once past
+    midnight, idle rounds run no date(1) at all."""
+    clock = tmp_path / "now"
+    clock.write_text("20261125T235930Z\n")
+    lab = Lab(tmp_path, {"a1": A1, "a2": A2}, {(t, c): A1.eni for t in TABLES for c in CIDRS},
+              env={"CCVPN_TEST_DATE_FILE": str(clock)})
+    lab.fake.fixed_now = datetime.datetime(2026, 11, 25, 23, 59, 30)
+    partner = Probe("127.0.0.11")
+    try:
+        a2 = lab.start("a2", steering(partner, standby=True))
+        wait_for(lambda: "signing key of 20261125 derived" in a2.lines() and partner.hits >= 5, lab,
+                 "the day's key, then idle rounds")
+        clock.write_text("20261126T000010Z\n")
+        lab.fake.fixed_now = datetime.datetime(2026, 11, 26, 0, 0, 10)
+        wait_for(lambda: "signing key of 20261126 derived" in a2.lines(), lab, "the next day's key (idle)")
+
+        def dates() -> int:
+            return lab.argv_log.read_text().count("date -u")
+
+        seen, hits = dates(), partner.hits
+        wait_for(lambda: partner.hits >= hits + 10, lab, "10 more idle rounds")
+        assert dates() == seen, "past midnight, idle rounds ask no time"
+        partner.healthy = False
+        wait_for(lambda: lab.fake.all_owned_by(A2.eni), lab, "the standby owns every route")
+        log = a2.lines()
+        assert log.count("signing key of ") == 2
+        assert log.index("signing key of 20261126") < log.index("failed 2 times in a row")
+        assert not [c for c in lab.fake.calls if not c.accepted]
+    finally:
+        partner.stop()
+        lab.stop()
 
 
 def test_secret_key_is_never_in_a_log_line_nor_on_any_command_line(lab: Lab) -> None:
