@@ -25,9 +25,14 @@ Limits, by design: no leader election beyond "the primary wins". If both gateway
 the standby cannot reach the primary's responder (a partition between the two only), the standby
 takes the routes every ``misses`` rounds and the primary takes them back the next round: both
 tunnels work then, so traffic keeps flowing, at the cost of route churn and API calls. A healthy
-primary asks DescribeRouteTables once per round (about 28 calls a minute at 2 s,
-``benchmarks/bench_steer.py``), the standby only while its partner's probe is failing; EC2
-throttles API calls per account and region, which this rate was not checked against.
+primary asks DescribeRouteTables once per round: about 28 calls a minute at the default 2 s, 57
+at 1 s (``benchmarks/bench_steer.py``), the standby only while its partner's probe is failing.
+EC2 throttles each API separately with a token bucket per account and region; for a
+non-mutating action its example is a bucket of 100 tokens refilled at 20 a second ("Request
+throttling for the Amazon EC2 API", https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html),
+so one primary uses at most 1/40 (2 s) or 1/20 (1 s) of DescribeRouteTables' refill rate,
+leaving room for other such deployments and tools in one account and region. A throttled call
+(RequestLimitExceeded) fails like any other: no claim that round, tried again the next.
 
 The EC2 calls are SigV4 presigned GET URLs (query-string authentication), because OpenBSD's
 ftp(1), the only HTTPS client in base, sends GET requests with no custom header (research/ha.md
@@ -76,6 +81,10 @@ STEER_RC_MODE = 0o555
 #: The syslog tag of every line the script logs (logger(1) -t).
 STEER_LOG_TAG = "ccvpn-steer"
 
+#: Seconds between rounds. The standby's decision takes ``misses`` rounds, so the round is much
+#: of the AWS->Azure takeover time; 1 s would be safe for EC2's throttling (module docstring)
+#: and cuts the bench's takeover from 2.6 to 1.7 s, but tests/test_lab_ha.py pins the rendered
+#: default at 2 (a change for whoever owns that test and lab/README.md's figures).
 DEFAULT_INTERVAL = 2.0
 DEFAULT_MISSES = 2
 #: EC2 Query API version of ReplaceRoute, CreateRoute, DescribeRouteTables.
