@@ -71,6 +71,7 @@ class Identity:
     eni: str
     role: str = "ccvpn-gateway"
     secret: str = SECRET  # what IMDS hands out (a wrong one makes every signature bad)
+    compact: bool = False  # the credentials document on one line, Token first
 
 
 @dataclass
@@ -161,6 +162,9 @@ class FakeAws:
                     f'  "AccessKeyId" : "{ACCESS_KEY}",\n  "SecretAccessKey" : "{who.secret}",\n'
                     f'  "Token" : "{TOKEN}",\n  "Expiration" : "2026-11-25T18:00:00Z"\n}}'),
         }
+        if who.compact:
+            answers[creds] = (f'{{"Token":"{TOKEN}","Code":"Success","Expiration":"2026-11-25T18:00:00Z",'
+                              f'"SecretAccessKey":"{who.secret}","AccessKeyId":"{ACCESS_KEY}"}}')
         body = answers.get(path.removeprefix("/latest/meta-data/"))
         return (404, "") if body is None else (200, body)
 
@@ -707,6 +711,13 @@ def test_the_signing_key_is_derived_once_per_utc_day_in_an_idle_round(tmp_path: 
     finally:
         partner.stop()
         lab.stop()
+
+
+def test_credentials_document_on_one_line_in_another_order_is_read_alike(lab: Lab) -> None:
+    lab.fake.identities["a1"] = Identity(mac=A1.mac, eni=A1.eni, compact=True)
+    lab.start("a1", steering(None, standby=False))
+    wait_for(lambda: lab.fake.all_owned_by(A1.eni), lab, "the primary owns every route")
+    assert not [c for c in lab.fake.calls if not c.accepted]
 
 
 def test_secret_key_is_never_in_a_log_line_nor_on_any_command_line(lab: Lab) -> None:
