@@ -136,7 +136,14 @@ def describe_route_tables_xml(tables: list[str], routes: Mapping[tuple[str, str]
                 target = [("instanceId", "i-0123456789abcdef0"), ("instanceOwnerId", "111122223333"),
                           ("networkInterfaceId", eni)]
                 lines += route(cidr, target, "CreateRoute")
-        lines += ["            </routeSet>", "            <associationSet/>",
+        # An association names its route table again: the steering script must read the route
+        # table id of the table itself, not of its associations.
+        lines += ["            </routeSet>", "            <associationSet>", "                <item>",
+                  element(5, "routeTableAssociationId", "rtbassoc-0123456789abcdef0"),
+                  element(5, "routeTableId", table), element(5, "subnetId", "subnet-0123456789abcdef0"),
+                  element(5, "main", "false"), "                    <associationState>",
+                  element(6, "state", "associated"), "                    </associationState>",
+                  "                </item>", "            </associationSet>",
                   "            <propagatingVgwSet/>", "            <tagSet/>", "        </item>"]
     lines += ["    </routeTableSet>", "</DescribeRouteTablesResponse>", ""]
     return "\n".join(lines)

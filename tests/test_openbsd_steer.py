@@ -33,6 +33,7 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from cross_cloud_vpn.lab.ha_aws import describe_route_tables_xml as lab_describe_route_tables_xml
 from cross_cloud_vpn.openbsd import (
     GatewayHa,
     GatewaySpec,
@@ -186,41 +187,8 @@ def _error(code: str, message: str) -> str:
 
 
 def describe_route_tables_xml(tables: list[str], routes: dict[tuple[str, str], str]) -> str:
-    """EC2's response shape (API_DescribeRouteTables, Examples): routeTableSet/item with
-    routeTableId, routeSet/item (destinationCidrBlock, gatewayId or networkInterfaceId, state,
-    origin), associationSet, propagatingVgwSet, tagSet; indented as EC2 does."""
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             '<DescribeRouteTablesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">',
-             "    <requestId>6f570b0b-9c18-4b07-bdec-73740dcf861aEXAMPLE</requestId>", "    <routeTableSet>"]
-
-    def element(depth: int, name: str, text: str) -> str:
-        return f"{'    ' * depth}<{name}>{text}</{name}>"
-
-    def route(cidr: str, target: list[tuple[str, str]], origin: str) -> list[str]:
-        return ["            <item>", element(4, "destinationCidrBlock", cidr),
-                *(element(4, k, v) for k, v in target), element(4, "state", "active"),
-                element(4, "origin", origin), "            </item>"]
-
-    for table in tables:
-        lines += ["        <item>", element(3, "routeTableId", table),
-                  element(3, "vpcId", "vpc-0123456789abcdef0"), element(3, "ownerId", "111122223333"),
-                  "            <routeSet>"]
-        lines += route("10.10.0.0/16", [("gatewayId", "local")], "CreateRouteTable")
-        lines += route("0.0.0.0/0", [("gatewayId", "igw-0123456789abcdef0")], "CreateRoute")
-        for (t, cidr), eni in sorted(routes.items()):
-            if t == table:
-                target = [("instanceId", "i-0123456789abcdef0"), ("instanceOwnerId", "111122223333"),
-                          ("networkInterfaceId", eni)]
-                lines += route(cidr, target, "CreateRoute")
-        lines += ["            </routeSet>", "            <associationSet>", "                <item>",
-                  element(5, "routeTableAssociationId", "rtbassoc-0123456789abcdef0"),
-                  element(5, "routeTableId", table), element(5, "subnetId", "subnet-0123456789abcdef0"),
-                  element(5, "main", "false"), "                    <associationState>",
-                  element(6, "state", "associated"), "                    </associationState>",
-                  "                </item>", "            </associationSet>",
-                  "            <propagatingVgwSet/>", "            <tagSet/>", "        </item>"]
-    lines += ["    </routeTableSet>", "</DescribeRouteTablesResponse>", ""]
-    return "\n".join(lines)
+    """EC2's DescribeRouteTables answer, as the HA lab's fake EC2 gives it (one builder for both)."""
+    return lab_describe_route_tables_xml(tables, routes, "10.10.0.0/16")
 
 
 def _serve(address: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
