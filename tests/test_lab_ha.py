@@ -181,8 +181,6 @@ def test_summary_line_reports_each_fault_both_ways_and_cleartext() -> None:
 
 #: The issue's goal: traffic back within 10 s of any single fault.
 GOAL_S = 10.0
-#: Route-table steering, AWS->Azure, in user-mode Linux (see the test's docstring).
-LAB_AWS_BOUND_S = 20.0
 
 
 def _lab_skip_reason() -> str | None:
@@ -208,14 +206,13 @@ def test_every_single_fault_fails_over_and_back_with_no_cleartext(tmp_path: Path
 def test_route_table_steering_fails_over_and_back_with_only_signed_ec2_calls(tmp_path: Path) -> None:
     """The program's steering script on A1 and A2 against the fake EC2: every EC2 call validly
     signed, the routes taken over by A2 and given back to A1, and the issue's goal (traffic back
-    within 10 s of any single fault) for the Azure->AWS direction.
+    within 10 s of any single fault) in both directions.
 
-    The AWS->Azure direction is bounded at LAB_AWS_BOUND_S, not 10 s: there the gap is A1's
-    session loss (3 s hold) + the responder's check (1 s) + A2's two failed probes + A2's
-    DescribeRouteTables and ReplaceRoute, each signed in sh by a few dozen awk/openssl processes.
-    User-mode Linux runs every process of the four gateways on one slow CPU (about 0.1 s per
-    exec): the two signed calls take 3-5 s there, about 0.04 s on the host, so this lab measured
-    10-16 s and cannot show the 10 s goal for this direction (lab/README.md)."""
+    AWS->Azure is the tight one: A1's session loss (3 s hold) + the responder's check (1 s) +
+    A2's two failed probes (rounds of 2 s) + A2's signed claim, which user-mode Linux slows to
+    1.5-1.7 s (one slow CPU for every process of the four gateways). Before the standby kept its
+    credentials and signing key ready and claimed without describing first, this lab measured
+    10-16 s; since, 9.2-9.5 s (lab/README.md)."""
     r = run_ha_rehearsal(workdir=tmp_path, progress=print, aws_steering="route-tables")
     print(summary_line(r))
     print("EC2:", r.get("ec2_calls"), "claims:", r.get("ec2_claims"))
@@ -225,9 +222,9 @@ def test_route_table_steering_fails_over_and_back_with_only_signed_ec2_calls(tmp
     _assert_every_fault_failed_over_and_back(r)
     assert r["aws_steering"] == "route-tables"
     for label, fault in r["faults"].items():
-        for direction, bound in (("a_to_b", LAB_AWS_BOUND_S), ("b_to_a", GOAL_S)):
+        for direction in ("a_to_b", "b_to_a"):
             gap = fault[f"gap_{direction}_s"]
-            assert gap <= bound, f"{label}: {direction} silent {gap} s"
+            assert gap <= GOAL_S, f"{label}: {direction} silent {gap} s"
     assert r["ec2_rejected"] == 0, r["ec2_rejected_why"]
     assert r["ec2_calls"].get("DescribeRouteTables", 0) > 0
     assert r["takeovers"] >= 1 and r["failbacks"] >= 1, r["ec2_claims"]
