@@ -404,14 +404,10 @@ def _steering_inputs(ha: GatewayHaArgs | None) -> pulumi.Input[Any]:
     """The steering values of an HA gateway that may be Outputs, resolved together for render."""
     if ha is None:
         return None
-    tables = ha.get("route_tables")
+    # Output.all resolves the Outputs nested in these dicts and lists (Output.from_input).
     return {
         "route_server_addresses": ha.get("route_server_addresses"),
-        "route_tables": None if tables is None else {
-            "region": tables["region"],
-            "route_table_ids": tables["route_table_ids"],
-            "partner_private_ip": tables["partner_private_ip"],
-        },
+        "route_tables": ha.get("route_tables"),
     }
 
 
